@@ -1,0 +1,29 @@
+"""symgrad: the mathematics of deep learning, visible and runnable.
+
+Build a model as a graph of symbolic nodes, derive gradients by the chain
+rule on that graph, then print the formulas, draw the graphs, and compile
+them to NumPy for training.
+
+>>> import symgrad as sg
+>>> x, w = sg.var("x"), sg.param("w", 0.5)
+>>> dw = sg.grad(sg.sigmoid(w * x), w)
+>>> round(float(sg.evaluate(dw, {"x": 1.5})), 6)
+0.329071
+"""
+from . import init, losses
+from .autodiff import grad
+from .errors import (FeedError, GradError, GradientCheckError, GraphError, NotDifferentiableError,
+                     OpDefinitionError, ParseError, ShapeError, SymgradError)
+from .evaluate import evaluate
+from .graph import Graph, Node
+from .ops import (abs, add, const, cos, div, equal, exp, expand_dims, greater, greater_equal, leaky_relu, log, log_softmax, matmul, max, maximum,
+                  mean, mul, neg, one_hot, param, pow, relu, reshape, sigmoid, sign, sin, softmax, softplus, sqrt, sub,
+                  sum, tanh, transpose, var, where)
+from .ops import make_elementwise as elementwise
+from .ops.linalg import broadcast_to
+from .ops.sympy_funcs import relu as sympy_relu
+from .ops.sympy_funcs import sigmoid as sympy_sigmoid
+from .ops.sympy_funcs import softplus as sympy_softplus
+from .testing import check_grad
+
+__version__ = "0.1.0"

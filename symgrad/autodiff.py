@@ -1,0 +1,124 @@
+"""Reverse mode: the chain rule on the graph, producing new graph nodes.
+
+``grad(y, wrt)`` walks the graph of ``y`` in reverse topological order and
+asks each op for its vector-Jacobian product.  The result is built from
+the same ops as the forward pass, so it can be evaluated, printed, drawn,
+compiled and differentiated again.  Broadcasting is undone here, in
+:func:`fit_to`, and nowhere else.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import networkx as nx
+import numpy as np
+
+from .errors import GradError, GraphError, NotDifferentiableError
+from .graph import Graph, Node, as_node_list, format_shape, is_static
+from .ops import broadcast_like, broadcast_to, const
+from .ops import sum as _sum
+
+
+def fit_to(g: Node, node: Node) -> Node:
+    """Make cotangent ``g`` have exactly ``node``'s shape.
+
+    Sums over the axes that broadcasting added or stretched, then
+    broadcasts up where ``g`` still has size-1 or missing axes.
+    """
+    if g.shape == node.shape:
+        return g
+    lead = g.ndim - node.ndim
+    if lead > 0:
+        g = _sum(g, axis=tuple(range(lead)))
+    if g.ndim == node.ndim:
+        stretched = tuple(i for i, (dg, dn) in enumerate(zip(g.shape, node.shape)) if dn == 1 and dg != 1)
+        if stretched:
+            g = _sum(g, axis=stretched, keepdims=True)
+    if g.shape != node.shape:
+        g = broadcast_to(g, node.shape) if is_static(node.shape) else broadcast_like(g, node)
+    return g
+
+
+def _zeros_like(node: Node) -> Node:
+    if is_static(node.shape):
+        return const(np.zeros(node.shape))
+    return broadcast_like(const(0.0), node)
+
+
+def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
+    """Gradient nodes of scalar ``y`` with respect to ``wrt``.
+
+    Parameters
+    ----------
+    y : a node of shape ``()``.
+    wrt : a node or a list of nodes of ``y``'s graph (params or float vars,
+        or intermediate nodes).
+
+    Returns
+    -------
+    One gradient node per ``wrt`` entry (a single node when ``wrt`` is a
+    node), each of its shape.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> dx = sg.grad(x ** 3, x)
+    >>> float(sg.evaluate(dx, {"x": 2.0}))
+    12.0
+    """
+    if not isinstance(y, Node):
+        raise GradError(f"grad: y must be a Node, got {type(y).__name__}")
+    single = isinstance(wrt, Node)
+    targets = as_node_list(wrt, "grad")
+    if y.shape != ():
+        raise GradError(f"grad: y must be a scalar (shape ()), got {y.describe()} of shape "
+                        f"{format_shape(y.shape)}; reduce it first, e.g. sg.sum(y) or sg.mean(y)")
+    graph = Graph(y)
+    for w in targets:
+        if w not in graph:
+            raise GraphError(f"grad: {w.describe()} is not in the graph of {y.describe()}")
+        if w.dtype == "int":
+            raise GradError(f"grad: {w.describe()} holds integers (class indices) and has no gradient")
+
+    # nodes on a path from some target to y
+    reach: set[Node] = set()
+    for w in targets:
+        reach |= nx.descendants(graph.nx, w)
+        reach.add(w)
+    relevant = reach & (nx.ancestors(graph.nx, y) | {y})
+
+    pending: dict[Node, list[Node]] = {y: [const(1.0)]}
+    done: dict[Node, Node] = {}
+    for node in reversed(graph.order):
+        parts = pending.pop(node, None)
+        if parts is None or node not in relevant:
+            continue
+        g = parts[0]
+        for p in parts[1:]:
+            g = g + p
+        g = fit_to(g, node)
+        done[node] = g
+        if node.is_leaf:
+            continue
+        needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)
+        if not any(needs):
+            continue
+        if node.op.vjp is None:
+            idx = needs.index(True)
+            raise NotDifferentiableError(
+                f"grad: op {node.op.name} is not differentiable with respect to input {idx} "
+                f"({node.inputs[idx].describe()})")
+        cotangents = node.op.vjp(node, g, needs)
+        for inp, need, ct in zip(node.inputs, needs, cotangents):
+            if need and ct is not None:
+                pending.setdefault(inp, []).append(ct)
+
+    out = [done[w] if w in done else _zeros_like(w) for w in targets]
+    return out[0] if single else out
+
+
+def grad_all(y: Node) -> dict[Node, Node]:
+    """Gradients of ``y`` with respect to every param of its graph."""
+    params = Graph(y).params
+    return dict(zip(params, grad(y, params))) if params else {}

@@ -1,0 +1,45 @@
+"""Typed errors raised by symgrad.
+
+Every error a user can trigger derives from :class:`SymgradError`, so one
+``except SymgradError`` catches them all; the subclasses say what kind of
+mistake it was.  Messages name the op, the shapes and the node names.
+"""
+
+
+class SymgradError(Exception):
+    """Base class of every error symgrad raises on bad input."""
+
+
+class ShapeError(SymgradError, ValueError):
+    """Input shapes of an op do not fit its shape rule."""
+
+
+class GraphError(SymgradError, ValueError):
+    """The graph asked for is malformed (e.g. ``wrt`` not in the graph)."""
+
+
+class GradError(SymgradError, ValueError):
+    """A gradient cannot be taken (non-scalar output, int input...)."""
+
+
+class NotDifferentiableError(GradError):
+    """An op has no vector-Jacobian product for the input asked for."""
+
+
+class FeedError(SymgradError, KeyError):
+    """A feed is missing, unknown, or has the wrong shape or dtype."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class GradientCheckError(SymgradError, AssertionError):
+    """Analytic and finite-difference gradients disagree."""
+
+
+class OpDefinitionError(SymgradError, TypeError):
+    """An op declaration is incomplete or registered twice."""
+
+
+class ParseError(SymgradError, ValueError):
+    """An expression string could not be parsed safely."""

@@ -1,0 +1,373 @@
+"""Nodes, shapes and the graph view.
+
+A :class:`Node` is an op applied to input nodes.  Nodes are immutable and
+hashed by identity; the DAG reachable from a set of outputs is a
+:class:`Graph`, held as a ``networkx.DiGraph`` so that topological order,
+ancestors and subgraphs come from networkx.
+
+Shapes are tuples whose entries are ints or named symbolic dims (strings
+such as ``"batch"``), with NumPy broadcasting and matmul semantics.
+"""
+from __future__ import annotations
+
+import itertools
+import keyword
+import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphError, ShapeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ops.base import OpDef
+
+Dim = int | str
+Shape = tuple  # tuple[Dim, ...]
+
+_ids = itertools.count()
+LEAF_OPS = ("var", "param", "const")
+_NAME_RE = re.compile(r"^[^\W\d]\w*(\.\w+)*$", re.UNICODE)
+
+
+# ----------------------------------------------------------------- shapes
+def format_shape(shape: Shape) -> str:
+    """``(3, 'batch')`` -> ``"(3, batch)"``; scalars -> ``"()"``."""
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def normalize_shape(shape: Any, what: str = "shape") -> Shape:
+    """Accept an int, a str dim, or a sequence of them; return a tuple."""
+    if shape is None:
+        return ()
+    if isinstance(shape, (int, np.integer, str)):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"{what}: expected a tuple of ints or dim names, got {shape!r}") from None
+    out = []
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)):
+            raise ShapeError(f"{what}: dims must be ints or names, got {d!r} in {shape!r}")
+        if isinstance(d, (int, np.integer)):
+            if d < 0:
+                raise ShapeError(f"{what}: negative dim {d} in {shape!r}")
+            out.append(int(d))
+        elif isinstance(d, str):
+            if not d.isidentifier() or keyword.iskeyword(d):
+                raise ShapeError(f"{what}: symbolic dim {d!r} must be an identifier")
+            out.append(d)
+        else:
+            raise ShapeError(f"{what}: dims must be ints or names, got {d!r} in {shape!r}")
+    return tuple(out)
+
+
+def is_static(shape: Shape) -> bool:
+    return all(isinstance(d, int) for d in shape)
+
+
+def size_of(shape: Shape) -> int | None:
+    """Number of elements, or None when a dim is symbolic."""
+    if not is_static(shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def broadcast_shapes(op: str, nodes: Sequence["Node"]) -> Shape:
+    """NumPy broadcasting of the input shapes; a named dim matches itself or 1."""
+    shapes = [n.shape for n in nodes]
+    ndim = max((len(s) for s in shapes), default=0)
+    out: list[Dim] = []
+    for i in range(-ndim, 0):
+        dim: Dim = 1
+        for s in shapes:
+            if -i > len(s):
+                continue
+            d = s[i]
+            if d == 1:
+                continue
+            if dim == 1 or dim == d:
+                dim = d
+            else:
+                raise ShapeError(
+                    f"{op}: shapes {', '.join(format_shape(s) for s in shapes)} cannot be broadcast "
+                    f"(inputs {', '.join(n.describe() for n in nodes)})"
+                )
+        out.append(dim)
+    return tuple(out)
+
+
+def normalize_axes(op: str, node: "Node", axis: Any) -> tuple[int, ...] | None:
+    """Axis argument -> sorted tuple of non-negative ints (None = all axes)."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = len(node.shape)
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise ShapeError(f"{op}: axis must be int or tuple of ints, got {axis!r}")
+        if not -nd <= a < nd:
+            raise ShapeError(f"{op}: axis {a} out of range for shape {format_shape(node.shape)} ({node.describe()})")
+        out.append(int(a) % nd)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+# ------------------------------------------------------------------ nodes
+class Node:
+    """An op applied to input nodes: immutable, hashed by identity.
+
+    Build nodes with :func:`var`, :func:`param`, :func:`const` and the ops
+    (``+ - * / ** @``, :func:`symgrad.sigmoid`, ...); do not call the
+    constructor directly.
+    """
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "id", "_value", "__weakref__")
+    __array_priority__ = 1000  # make ndarray + node defer to Node.__radd__
+
+    def __init__(self, op: "OpDef", inputs: tuple, attrs: tuple, shape: Shape, dtype: str,
+                 name: str | None = None, value: np.ndarray | None = None):
+        s = object.__setattr__
+        s(self, "op", op)
+        s(self, "inputs", tuple(inputs))
+        s(self, "attrs", tuple(attrs))
+        s(self, "shape", tuple(shape))
+        s(self, "dtype", dtype)
+        s(self, "name", name)
+        s(self, "id", next(_ids))
+        s(self, "_value", value)
+
+    def __setattr__(self, key, value):
+        if key == "value":
+            return type(self).value.__set__(self, value)
+        raise AttributeError(f"Node is immutable (tried to set {key!r})")
+
+    # --------------------------------------------------------------- info
+    @property
+    def kind(self) -> str:
+        """'var', 'param', 'const' for leaves, 'op' otherwise."""
+        return self.op.name if self.op.name in LEAF_OPS else "op"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op.name in LEAF_OPS
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def value(self) -> np.ndarray:
+        """The NumPy value of a param or const (None for other nodes)."""
+        return self._value
+
+    @value.setter
+    def value(self, new) -> None:
+        if self.op.name != "param":
+            raise AttributeError(f"only params have a settable value ({self.describe()})")
+        arr = np.asarray(new, dtype=np.float64)
+        if arr.shape != self.shape:
+            raise ShapeError(f"param {self.name}: value of shape {arr.shape} does not match {format_shape(self.shape)}")
+        object.__setattr__(self, "_value", arr)
+
+    def describe(self) -> str:
+        """Short text naming the node, for error messages."""
+        label = self.name if self.name else self.op.name
+        return f"{label}{format_shape(self.shape)}" if self.shape else f"{label}"
+
+    def __repr__(self) -> str:
+        if self.is_leaf and self.op.name == "const":
+            v = self._value
+            return f"const({v.item() if v.ndim == 0 else format_shape(v.shape)})"
+        if self.is_leaf:
+            return f"{self.op.name}({self.name!r}, shape={format_shape(self.shape)})"
+        args = ", ".join(n.name or f"<{n.op.name}>" for n in self.inputs)
+        nm = f" name={self.name!r}" if self.name else ""
+        return f"<{self.op.name}({args}) shape={format_shape(self.shape)}{nm}>"
+
+    def named(self, name: str) -> "Node":
+        """A copy of this op node carrying ``name`` (for formulas and drawings)."""
+        check_name(name)
+        if self.is_leaf:
+            raise GraphError(f"{self.describe()}: leaves are named when created")
+        return Node(self.op, self.inputs, self.attrs, self.shape, self.dtype, name=name)
+
+    def _repr_latex_(self) -> str:
+        from .formulas import latex
+        return "$" + latex(self) + "$"
+
+    # --------------------------------------------------------- operators
+    def __add__(self, other):
+        return _ops().add(self, other)
+
+    def __radd__(self, other):
+        return _ops().add(other, self)
+
+    def __sub__(self, other):
+        return _ops().sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops().sub(other, self)
+
+    def __mul__(self, other):
+        return _ops().mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops().mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops().div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops().div(other, self)
+
+    def __pow__(self, other):
+        return _ops().pow(self, other)
+
+    def __rpow__(self, other):
+        return _ops().pow(other, self)
+
+    def __matmul__(self, other):
+        return _ops().matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops().matmul(other, self)
+
+    def __neg__(self):
+        return _ops().neg(self)
+
+    def __pos__(self):
+        return self
+
+    @property
+    def T(self) -> "Node":
+        return _ops().transpose(self)
+
+    def __bool__(self):
+        raise TypeError("a symgrad Node has no truth value; use sg.where / sg.maximum for comparisons")
+
+    def __iter__(self):
+        raise TypeError("a symgrad Node is not iterable")
+
+    __hash__ = object.__hash__
+
+
+def _ops():
+    from . import ops
+    return ops
+
+
+def check_name(name: Any) -> str:
+    """Names are identifiers, optionally dotted (``mlp.0.W`` is allowed)."""
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"a name must be a non-empty string, got {name!r}")
+    if not re.fullmatch(r"[^\W\d]\w*(\.\w+)*", name):
+        raise GraphError(f"invalid name {name!r}: use letters, digits, '_' and '.' (not first)")
+    return name
+
+
+# ------------------------------------------------------------------ graph
+class Graph:
+    """The DAG reachable from ``outputs``.
+
+    ``.nx`` is a ``networkx.DiGraph`` with an edge ``input -> node`` whose
+    ``args`` attribute lists the argument positions (``x * x`` has one edge
+    with ``args=(0, 1)``).  ``.order`` is a deterministic topological order.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x = sg.var("x"); y = sg.sin(x) * x
+    >>> [n.op.name for n in sg.Graph(y).order]
+    ['var', 'sin', 'mul']
+    """
+
+    def __init__(self, outputs: Node | Iterable[Node]):
+        outs = as_node_list(outputs, "Graph")
+        self.outputs: tuple[Node, ...] = tuple(outs)
+        g = nx.DiGraph()
+        stack = list(outs)
+        seen: set[Node] = set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            g.add_node(n)
+            for pos, i in enumerate(n.inputs):
+                if g.has_edge(i, n):
+                    g.edges[i, n]["args"] = g.edges[i, n]["args"] + (pos,)
+                else:
+                    g.add_edge(i, n, args=(pos,))
+                stack.append(i)
+        self.nx = g
+        self.order: list[Node] = list(nx.lexicographical_topological_sort(g, key=lambda n: n.id))
+        self._check_names()
+
+    def _check_names(self) -> None:
+        by_name: dict[str, Node] = {}
+        for n in self.order:
+            if n.kind in ("var", "param"):
+                other = by_name.setdefault(n.name, n)
+                if other is not n:
+                    raise GraphError(f"two different leaves are both named {n.name!r} "
+                                     f"({other.describe()} and {n.describe()})")
+
+    def __contains__(self, node: Node) -> bool:
+        return node in self.nx
+
+    def __len__(self) -> int:
+        return self.nx.number_of_nodes()
+
+    def __iter__(self):
+        return iter(self.order)
+
+    @property
+    def leaves(self) -> list[Node]:
+        return [n for n in self.order if n.is_leaf]
+
+    @property
+    def vars(self) -> list[Node]:
+        return [n for n in self.order if n.kind == "var"]
+
+    @property
+    def params(self) -> list[Node]:
+        return [n for n in self.order if n.kind == "param"]
+
+    def find(self, name: str) -> Node:
+        """The var or param called ``name``."""
+        for n in self.order:
+            if n.is_leaf and n.name == name:
+                return n
+        raise GraphError(f"no var or param named {name!r} in the graph")
+
+    def ancestors(self, node: Node) -> set[Node]:
+        return nx.ancestors(self.nx, node)
+
+    def __repr__(self) -> str:
+        return f"Graph({len(self)} nodes, outputs={[o.describe() for o in self.outputs]})"
+
+
+def as_node_list(nodes: Any, what: str) -> list[Node]:
+    if isinstance(nodes, Node):
+        return [nodes]
+    try:
+        out = list(nodes)
+    except TypeError:
+        raise GraphError(f"{what}: expected a Node or a list of Nodes, got {type(nodes).__name__}") from None
+    for n in out:
+        if not isinstance(n, Node):
+            raise GraphError(f"{what}: expected Nodes, got {type(n).__name__} ({n!r})")
+    return out

@@ -1,0 +1,110 @@
+"""Parameter initializers, by name in ``sg.param(..., init=...)`` and layers.
+
+Weights are used as ``X @ W`` with ``W`` of shape ``(fan_in, fan_out)``.
+Every initializer takes a ``seed`` and is reproducible.
+
+Examples
+--------
+>>> import symgrad as sg
+>>> sg.init.initialize("constant", (2,), value=0.5)
+array([0.5, 0.5])
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import GraphError
+
+
+def _fans(shape: tuple) -> tuple[int, int]:
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def zeros(shape, rng):
+    return np.zeros(shape)
+
+
+def ones(shape, rng):
+    return np.ones(shape)
+
+
+def constant(shape, rng, value: float = 0.0):
+    return np.full(shape, float(value))
+
+
+def uniform(shape, rng, low: float = -0.05, high: float = 0.05):
+    return rng.uniform(low, high, size=shape)
+
+
+def normal(shape, rng, mean: float = 0.0, std: float = 0.01):
+    return rng.normal(mean, std, size=shape)
+
+
+def xavier_uniform(shape, rng, gain: float = 1.0):
+    """U(−a, a) with a = gain·√(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    fan_in, fan_out = _fans(shape)
+    a = gain * np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-a, a, size=shape)
+
+
+def xavier_normal(shape, rng, gain: float = 1.0):
+    fan_in, fan_out = _fans(shape)
+    return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+
+
+def he_uniform(shape, rng, gain: float = np.sqrt(2.0)):
+    """U(−a, a) with a = gain·√(3 / fan_in) (He et al. 2015, gain √2 for ReLU)."""
+    fan_in, _ = _fans(shape)
+    a = gain * np.sqrt(3.0 / fan_in)
+    return rng.uniform(-a, a, size=shape)
+
+
+def he_normal(shape, rng, gain: float = np.sqrt(2.0)):
+    fan_in, _ = _fans(shape)
+    return rng.normal(0.0, gain / np.sqrt(fan_in), size=shape)
+
+
+def orthogonal(shape, rng, gain: float = 1.0):
+    """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one."""
+    if len(shape) < 2:
+        raise GraphError(f"orthogonal init needs at least 2 dims, got shape {shape}")
+    rows, cols = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    a = rng.normal(size=(max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return gain * q[:rows, :cols].reshape(shape)
+
+
+INITIALIZERS = {
+    "zeros": zeros, "ones": ones, "constant": constant, "uniform": uniform, "normal": normal,
+    "xavier": xavier_uniform, "glorot": xavier_uniform, "xavier_uniform": xavier_uniform,
+    "glorot_uniform": xavier_uniform, "xavier_normal": xavier_normal, "glorot_normal": xavier_normal,
+    "he": he_normal, "kaiming": he_normal, "he_normal": he_normal, "kaiming_normal": he_normal,
+    "he_uniform": he_uniform, "kaiming_uniform": he_uniform, "orthogonal": orthogonal,
+}
+
+
+def initialize(init, shape: tuple, seed: int | None = None, **kwargs) -> np.ndarray:
+    """An array of ``shape`` from the initializer ``init`` (a name or a callable)."""
+    rng = np.random.default_rng(seed)
+    if callable(init):
+        fn = init
+    else:
+        try:
+            fn = INITIALIZERS[init]
+        except (KeyError, TypeError):
+            raise GraphError(f"unknown init {init!r}; choose from {sorted(INITIALIZERS)}") from None
+    try:
+        out = np.asarray(fn(tuple(shape), rng, **kwargs), dtype=np.float64)
+    except TypeError as e:
+        raise GraphError(f"init {init!r}: {e}") from None
+    if out.shape != tuple(shape):
+        raise GraphError(f"init {init!r} returned shape {out.shape}, expected {tuple(shape)}")
+    return out

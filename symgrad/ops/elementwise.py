@@ -1,0 +1,260 @@
+"""Elementwise ops: arithmetic, activations, comparisons, per-entry losses.
+
+Each op is one ``elementwise_op`` call: its SymPy meaning, NumPy
+implementation, VJP and label.  Broadcasting is undone centrally in
+autodiff, so these VJPs return cotangents of the broadcast shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from .. import runtime
+from ..graph import Node
+from .base import apply, as_node, const, elementwise_op, get_op
+from .sympy_funcs import leaky_relu as _sp_leaky_relu
+from .sympy_funcs import leaky_step as _sp_leaky_step
+from .sympy_funcs import relu as _sp_relu
+from .sympy_funcs import sigmoid as _sp_sigmoid
+from .sympy_funcs import softplus as _sp_softplus
+from .sympy_funcs import step as _sp_step
+
+POSITIVE = (0.3, 3.0)
+NO_GRAD = lambda node, g, needs: (None,) * node.op.nin  # noqa: E731  zero gradient a.e.
+
+
+def _infix(sym: str):
+    return lambda args, **attrs: f"{args[0]} {sym} {args[1]}"
+
+
+def _call(fn: str):
+    return lambda args, **attrs: f"{fn}({', '.join(args)})"
+
+
+# ------------------------------------------------------------ arithmetic
+elementwise_op("add", lambda a, b: a + b, np.add, nin=2, label="+", emit=_infix("+"),
+               vjp=lambda n, g, needs: (g, g))
+elementwise_op("sub", lambda a, b: a - b, np.subtract, nin=2, label="−", emit=_infix("-"),
+               vjp=lambda n, g, needs: (g, -g if needs[1] else None))
+elementwise_op("mul", lambda a, b: a * b, np.multiply, nin=2, label="×", emit=_infix("*"),
+               vjp=lambda n, g, needs: (g * n.inputs[1] if needs[0] else None,
+                                        g * n.inputs[0] if needs[1] else None))
+
+
+def _div_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    a, b = n.inputs
+    return (g / b if needs[0] else None, -(g * n) / b if needs[1] else None)
+
+
+elementwise_op("div", lambda a, b: a / b, np.divide, nin=2, label="÷", emit=_infix("/"),
+               vjp=_div_vjp, domain=((-2.0, 2.0), POSITIVE))
+elementwise_op("neg", lambda a: -a, np.negative, label="−", emit=lambda args: f"-{args[0]}",
+               vjp=lambda n, g, needs: (-g,))
+
+
+def _pow_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    a, b = n.inputs
+    da = db = None
+    if needs[0]:
+        if b.kind == "const":
+            bm1 = const(b.value - 1.0)
+            da = g * b * (a ** bm1) if not np.all(b.value == 2.0) else g * const(2.0) * a
+        else:
+            da = g * b * (a ** (b - 1.0))
+    if needs[1]:
+        db = g * n * log(a)
+    return da, db
+
+
+elementwise_op("pow", lambda a, b: a ** b, np.power, nin=2, label="^", emit=_infix("**"),
+               vjp=_pow_vjp, domain=(POSITIVE, (-2.0, 2.0)))
+
+# --------------------------------------------------------- transcendental
+elementwise_op("exp", sympy.exp, np.exp, label="exp", emit=_call("np.exp"),
+               vjp=lambda n, g, needs: (g * n,))
+elementwise_op("log", sympy.log, np.log, label="log", emit=_call("np.log"),
+               vjp=lambda n, g, needs: (g / n.inputs[0],), domain=(POSITIVE,))
+elementwise_op("sqrt", sympy.sqrt, np.sqrt, label="√", emit=_call("np.sqrt"),
+               vjp=lambda n, g, needs: (g * const(0.5) / n,), domain=(POSITIVE,))
+elementwise_op("sign", sympy.sign, np.sign, label="sign", emit=_call("np.sign"), vjp=NO_GRAD)
+elementwise_op("abs", sympy.Abs, np.abs, label="|·|", emit=_call("np.abs"),
+               vjp=lambda n, g, needs: (g * sign(n.inputs[0]),))
+elementwise_op("sin", sympy.sin, np.sin, label="sin", emit=_call("np.sin"),
+               vjp=lambda n, g, needs: (g * cos(n.inputs[0]),))
+elementwise_op("cos", sympy.cos, np.cos, label="cos", emit=_call("np.cos"),
+               vjp=lambda n, g, needs: (-(g * sin(n.inputs[0])),))
+
+# ------------------------------------------------------------ activations
+elementwise_op("sigmoid_prime", lambda t: _sp_sigmoid(t) * (1 - _sp_sigmoid(t)), runtime.sigmoid_prime,
+               label="σ′", derivative_of=("sigmoid", 0))
+elementwise_op("sigmoid", _sp_sigmoid, runtime.sigmoid, label="σ",
+               vjp=lambda n, g, needs: (g * apply("sigmoid_prime", n.inputs[0]),), domain=((-4.0, 4.0),))
+elementwise_op("tanh_prime", lambda t: 1 - sympy.tanh(t) ** 2, runtime.tanh_prime, label="tanh′",
+               derivative_of=("tanh", 0))
+elementwise_op("tanh", sympy.tanh, np.tanh, label="tanh", emit=_call("np.tanh"),
+               vjp=lambda n, g, needs: (g * apply("tanh_prime", n.inputs[0]),))
+elementwise_op("step", _sp_step, runtime.step, label="relu′", vjp=NO_GRAD, derivative_of=("relu", 0))
+elementwise_op("relu", _sp_relu, runtime.relu, label="ReLU",
+               vjp=lambda n, g, needs: (g * apply("step", n.inputs[0]),))
+elementwise_op("leaky_relu_prime", lambda t, alpha: _sp_leaky_step(t, sympy.nsimplify(alpha)),
+               runtime.leaky_relu_prime, label="LeakyReLU′", vjp=NO_GRAD, attr_names=("alpha",),
+               derivative_of=("leaky_relu", 0))
+elementwise_op("leaky_relu", lambda t, alpha: _sp_leaky_relu(t, sympy.nsimplify(alpha)), runtime.leaky_relu,
+               label="LeakyReLU", attr_names=("alpha",),
+               vjp=lambda n, g, needs: (g * apply("leaky_relu_prime", n.inputs[0], alpha=n.attr("alpha")),))
+elementwise_op("softplus", _sp_softplus, runtime.softplus, label="softplus",
+               vjp=lambda n, g, needs: (g * sigmoid(n.inputs[0]),))
+
+# ------------------------------------------------------------ comparisons
+_piece = lambda cond: sympy.Piecewise((1, cond), (0, True))  # noqa: E731
+elementwise_op("equal", lambda a, b: _piece(sympy.Eq(a, b)), runtime.equal, nin=2, label="=", vjp=NO_GRAD)
+elementwise_op("greater", lambda a, b: _piece(a > b), runtime.greater, nin=2, label=">", vjp=NO_GRAD)
+elementwise_op("greater_equal", lambda a, b: _piece(a >= b), runtime.greater_equal, nin=2, label="≥",
+               vjp=NO_GRAD)
+
+
+def _where_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    c = n.inputs[0]
+    zero = const(0.0)
+    return (None, where(c, g, zero) if needs[1] else None, where(c, zero, g) if needs[2] else None)
+
+
+elementwise_op("where", lambda c, a, b: sympy.Piecewise((a, sympy.Ne(c, 0)), (b, True)), runtime.where,
+               nin=3, label="where", vjp=_where_vjp, domain=((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)))
+
+
+def _maximum_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    a, b = n.inputs
+    mask = greater_equal(a, b)
+    return (g * mask if needs[0] else None, g * (const(1.0) - mask) if needs[1] else None)
+
+
+elementwise_op("maximum", sympy.Max, np.maximum, nin=2, label="max", emit=_call("np.maximum"),
+               vjp=_maximum_vjp)
+
+# ---------------------------------------------------- per-entry losses
+elementwise_op("bce_dp", lambda p, y: (p - y) / (p * (1 - p)), runtime.bce_dp, nin=2, label="∂bce/∂p",
+               domain=((0.2, 0.8), (0.0, 1.0)), derivative_of=("bce", 0))
+
+
+def _bce_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    p, y = n.inputs
+    dy = None
+    if needs[1]:
+        dy = g * (log(const(1.0) - p) - log(p))
+    return (g * apply("bce_dp", p, y) if needs[0] else None, dy)
+
+
+elementwise_op("bce", lambda p, y: -(y * sympy.log(p) + (1 - y) * sympy.log(1 - p)), runtime.bce, nin=2,
+               label="BCE", vjp=_bce_vjp, domain=((0.2, 0.8), (0.0, 1.0)))
+
+
+def _bce_logits_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    z, y = n.inputs
+    return (g * (sigmoid(z) - y) if needs[0] else None, -(g * z) if needs[1] else None)
+
+
+elementwise_op("bce_logits",
+               lambda z, y: -(y * sympy.log(_sp_sigmoid(z)) + (1 - y) * sympy.log(1 - _sp_sigmoid(z))),
+               runtime.bce_logits, nin=2, label="BCE(logits)", vjp=_bce_logits_vjp,
+               domain=((-3.0, 3.0), (0.0, 1.0)))
+
+
+# ------------------------------------------------------ public functions
+def add(a, b) -> Node:
+    return apply("add", a, b)
+
+
+def sub(a, b) -> Node:
+    return apply("sub", a, b)
+
+
+def mul(a, b) -> Node:
+    return apply("mul", a, b)
+
+
+def div(a, b) -> Node:
+    return apply("div", a, b)
+
+
+def neg(a) -> Node:
+    return apply("neg", a)
+
+
+def pow(a, b) -> Node:  # noqa: A001  NumPy's name
+    return apply("pow", a, b)
+
+
+def exp(x, name=None) -> Node:
+    return apply("exp", x, name=name)
+
+
+def log(x, name=None) -> Node:
+    return apply("log", x, name=name)
+
+
+def sqrt(x, name=None) -> Node:
+    return apply("sqrt", x, name=name)
+
+
+def abs(x, name=None) -> Node:  # noqa: A001  NumPy's name
+    return apply("abs", x, name=name)
+
+
+def sign(x, name=None) -> Node:
+    return apply("sign", x, name=name)
+
+
+def sin(x, name=None) -> Node:
+    return apply("sin", x, name=name)
+
+
+def cos(x, name=None) -> Node:
+    return apply("cos", x, name=name)
+
+
+def sigmoid(x, name=None) -> Node:
+    """σ(x) = 1 / (1 + e^{-x}), computed without overflow."""
+    return apply("sigmoid", x, name=name)
+
+
+def tanh(x, name=None) -> Node:
+    return apply("tanh", x, name=name)
+
+
+def relu(x, name=None) -> Node:
+    return apply("relu", x, name=name)
+
+
+def leaky_relu(x, alpha: float = 0.01, name=None) -> Node:
+    return apply("leaky_relu", x, alpha=float(alpha), name=name)
+
+
+def softplus(x, name=None) -> Node:
+    return apply("softplus", x, name=name)
+
+
+def equal(a, b) -> Node:
+    return apply("equal", a, b)
+
+
+def greater(a, b) -> Node:
+    return apply("greater", a, b)
+
+
+def greater_equal(a, b) -> Node:
+    return apply("greater_equal", a, b)
+
+
+def where(cond, a, b, name=None) -> Node:
+    """``a`` where ``cond`` is non-zero, else ``b`` (NumPy's ``where``)."""
+    return apply("where", cond, a, b, name=name)
+
+
+def maximum(a, b, name=None) -> Node:
+    return apply("maximum", a, b, name=name)
+
+
+__all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign", "sin", "cos",
+           "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "equal", "greater", "greater_equal",
+           "where", "maximum", "as_node", "get_op"]

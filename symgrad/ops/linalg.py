@@ -1,0 +1,245 @@
+"""Array-shaping and linear-algebra ops: matmul, transpose, reshape,
+expand_dims, and the two shape-following helpers autodiff uses
+(``broadcast_like``, ``reshape_like``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import runtime
+from ..errors import ShapeError
+from ..graph import Node, broadcast_shapes, format_shape, normalize_shape, size_of
+from .base import OpDef, apply, as_node, objarray, register
+
+
+# ----------------------------------------------------------------- matmul
+def _matmul_shape(nodes):
+    a, b = nodes
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: scalar operand not allowed, use * (shapes {format_shape(a.shape)} and "
+                         f"{format_shape(b.shape)}; {a.describe()}, {b.describe()})")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ShapeError(f"matmul: shapes {format_shape(a.shape)} and {format_shape(b.shape)} do not align "
+                         f"({k_a} != {k_b}; {a.describe()} @ {b.describe()})")
+    batch_a = a.shape[:-2]
+    batch_b = b.shape[:-2]
+    try:
+        batch = broadcast_shapes("matmul", [_Shaped(batch_a), _Shaped(batch_b)])
+    except ShapeError:
+        raise ShapeError(f"matmul: batch dims of {format_shape(a.shape)} and {format_shape(b.shape)} "
+                         f"cannot be broadcast ({a.describe()} @ {b.describe()})") from None
+    rows = (a.shape[-2],) if a.ndim >= 2 else ()
+    cols = (b.shape[-1],) if b.ndim >= 2 else ()
+    return batch + rows + cols
+
+
+class _Shaped:
+    """Stand-in with just a shape, for reusing broadcast_shapes."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def describe(self):
+        return format_shape(self.shape)
+
+
+def _mT(x: Node) -> Node:
+    """Swap the last two axes."""
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return transpose(x, axes)
+
+
+def _matmul_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    a, b = n.inputs
+    a2 = a if a.ndim > 1 else expand_dims(a, 0)
+    b2 = b if b.ndim > 1 else expand_dims(b, 1)
+    g2 = g
+    if a.ndim == 1:
+        g2 = expand_dims(g2, g2.ndim - (0 if b.ndim == 1 else 1))
+    if b.ndim == 1:
+        g2 = expand_dims(g2, g2.ndim)
+    da = db = None
+    if needs[0]:
+        da = g2 @ _mT(b2)
+        if a.ndim == 1:
+            da = apply("sum", da, axis=(da.ndim - 2,), keepdims=False)
+    if needs[1]:
+        db = _mT(a2) @ g2
+        if b.ndim == 1:
+            db = apply("sum", db, axis=(db.ndim - 1,), keepdims=False)
+    return da, db
+
+
+register(OpDef("matmul", 2, _matmul_shape, np.matmul, lambda a, b: objarray(np.matmul(a, b)),
+               vjp=_matmul_vjp, label="@", emit=lambda args: f"{args[0]} @ {args[1]}"))
+
+
+def matmul(a, b, name=None) -> Node:
+    """Matrix product with NumPy semantics (1-D operands, batch broadcasting)."""
+    return apply("matmul", a, b, name=name)
+
+
+# -------------------------------------------------------------- transpose
+def _transpose_shape(nodes, axes):
+    (x,) = nodes
+    return tuple(x.shape[a] for a in axes)
+
+
+def _transpose_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    inv = tuple(int(i) for i in np.argsort(n.attr("axes")))
+    return (transpose(g, inv),)
+
+
+def _emit_transpose(args, axes):
+    if axes == tuple(reversed(range(len(axes)))):
+        return f"{args[0]}.T"
+    return f"np.transpose({args[0]}, {axes})"
+
+
+register(OpDef("transpose", 1, _transpose_shape, lambda x, axes: np.transpose(x, axes),
+               lambda x, axes: objarray(np.transpose(x, axes)), vjp=_transpose_vjp, label="ᵀ",
+               emit=_emit_transpose, attr_names=("axes",)))
+
+
+def transpose(x, axes=None, name=None) -> Node:
+    """Permute axes (reverse them when ``axes`` is None), as ``np.transpose``."""
+    x = as_node(x, "transpose")
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of {x.describe()}")
+    return apply("transpose", x, axes=axes, name=name)
+
+
+# ---------------------------------------------------------------- reshape
+def _reshape_shape(nodes, shape):
+    (x,) = nodes
+    free = [i for i, d in enumerate(shape) if not isinstance(d, int) or d == -1]
+    if len(free) > 1:
+        raise ShapeError(f"reshape: at most one unknown (-1 or named) dim in {shape} ({x.describe()})")
+    n_in = size_of(x.shape)
+    known = int(np.prod([d for d in shape if isinstance(d, int) and d != -1], dtype=np.int64))
+    if free:
+        i = free[0]
+        if shape[i] == -1:
+            if n_in is None:
+                sym = [d for d in x.shape if isinstance(d, str)]
+                rest = size_of(tuple(d for d in x.shape if isinstance(d, int)))
+                if len(sym) == 1 and rest == known:
+                    return tuple(sym[0] if j == i else d for j, d in enumerate(shape))
+                raise ShapeError(f"reshape: cannot infer -1 in {shape} from symbolic shape "
+                                 f"{format_shape(x.shape)} ({x.describe()})")
+            if known == 0 or n_in % known:
+                raise ShapeError(f"reshape: cannot reshape {format_shape(x.shape)} into {shape} ({x.describe()})")
+            return tuple(n_in // known if j == i else d for j, d in enumerate(shape))
+        # a named dim: the input must carry it and the rest must match
+        if shape[i] not in x.shape or size_of(tuple(d for d in x.shape if d != shape[i])) != known:
+            raise ShapeError(f"reshape: cannot reshape {format_shape(x.shape)} into {format_shape(shape)} "
+                             f"({x.describe()})")
+        return tuple(shape)
+    if n_in != known:
+        raise ShapeError(f"reshape: cannot reshape {format_shape(x.shape)} ({n_in} entries) into "
+                         f"{format_shape(shape)} ({x.describe()})")
+    return tuple(shape)
+
+
+def _numpy_shape(shape):
+    return tuple(d if isinstance(d, int) else -1 for d in shape)
+
+
+register(OpDef("reshape", 1, _reshape_shape, lambda x, shape: np.reshape(x, _numpy_shape(shape)),
+               lambda x, shape: objarray(np.reshape(x, _numpy_shape(shape))),
+               vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]),), label="reshape",
+               emit=lambda args, shape: f"np.reshape({args[0]}, {_numpy_shape(shape)})",
+               attr_names=("shape",)))
+
+
+def reshape(x, shape, name=None) -> Node:
+    """Reshape; one entry may be -1 or a named dim of the input."""
+    x = as_node(x, "reshape")
+    shape = tuple(shape) if not isinstance(shape, (int, str)) else (shape,)
+    shape = tuple(int(d) if isinstance(d, (int, np.integer)) and d == -1 else d for d in shape)
+    shape = tuple(-1 if d == -1 else normalize_shape((d,), "reshape")[0] for d in shape)
+    return apply("reshape", x, shape=shape, name=name)
+
+
+def _like_shape(nodes):
+    return nodes[1].shape
+
+
+register(OpDef("reshape_like", 2, _like_shape, runtime.reshape_like,
+               lambda g, ref: objarray(np.reshape(g, ref.shape)),
+               vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]), None), label="reshape",
+               emit=lambda args: f"np.reshape({args[0]}, {args[1]}.shape)"))
+
+
+def reshape_like(g, ref) -> Node:
+    return apply("reshape_like", g, ref)
+
+
+def _broadcast_like_shape(nodes):
+    g, ref = nodes
+    out = broadcast_shapes("broadcast_like", [g, ref])
+    if out != ref.shape:
+        raise ShapeError(f"broadcast_like: {format_shape(g.shape)} does not broadcast to {format_shape(ref.shape)}")
+    return out
+
+
+register(OpDef("broadcast_like", 2, _broadcast_like_shape, runtime.broadcast_like,
+               lambda g, ref: objarray(np.broadcast_to(g, ref.shape)),
+               vjp=lambda n, g, needs: (g, None), label="broadcast",
+               emit=lambda args: f"np.broadcast_to({args[0]}, {args[1]}.shape)"))
+
+
+def broadcast_like(g, ref) -> Node:
+    """``g`` broadcast to the (run-time) shape of ``ref``."""
+    return apply("broadcast_like", g, ref)
+
+
+def _broadcast_to_shape(nodes, shape):
+    (g,) = nodes
+    out = broadcast_shapes("broadcast_to", [g, _Shaped(shape)])
+    if out != tuple(shape):
+        raise ShapeError(f"broadcast_to: {format_shape(g.shape)} does not broadcast to {format_shape(shape)} "
+                         f"({g.describe()})")
+    return out
+
+
+register(OpDef("broadcast_to", 1, _broadcast_to_shape, lambda g, shape: np.broadcast_to(g, shape),
+               lambda g, shape: objarray(np.broadcast_to(g, shape)),
+               vjp=lambda n, g, needs: (g,), label="broadcast", attr_names=("shape",),
+               emit=lambda args, shape: f"np.broadcast_to({args[0]}, {shape})"))
+
+
+def broadcast_to(g, shape) -> Node:
+    """``g`` broadcast to the fixed ``shape``."""
+    return apply("broadcast_to", g, shape=normalize_shape(shape, "broadcast_to"))
+
+
+# ------------------------------------------------------------ expand_dims
+def _expand_shape(nodes, axis):
+    (x,) = nodes
+    out = list(x.shape)
+    for a in axis:
+        out.insert(a, 1)
+    return tuple(out)
+
+
+register(OpDef("expand_dims", 1, _expand_shape, lambda x, axis: np.expand_dims(x, axis),
+               lambda x, axis: objarray(np.expand_dims(x, axis)),
+               vjp=lambda n, g, needs: (apply("sum", g, axis=n.attr("axis"), keepdims=False),),
+               label="expand", emit=lambda args, axis: f"np.expand_dims({args[0]}, {axis})",
+               attr_names=("axis",)))
+
+
+def expand_dims(x, axis, name=None) -> Node:
+    """Insert size-1 axes at positions ``axis`` of the result."""
+    x = as_node(x, "expand_dims")
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = x.ndim + len(axes)
+    norm = sorted(int(a) % nd for a in axes)
+    if len(set(norm)) != len(norm):
+        raise ShapeError(f"expand_dims: repeated axis in {axis!r}")
+    return apply("expand_dims", x, axis=tuple(norm), name=name)

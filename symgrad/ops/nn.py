@@ -1,0 +1,85 @@
+"""Neural-network ops: softmax, log_softmax (stable, along one axis) and
+one_hot (class indices to rows of the identity)."""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from .. import runtime
+from ..errors import GraphError, ShapeError
+from ..graph import Node, format_shape, normalize_axes
+from .base import OpDef, apply, as_node, objarray, register
+
+_exp = np.frompyfunc(sympy.exp, 1, 1)
+_log = np.frompyfunc(sympy.log, 1, 1)
+
+
+def _same_shape(nodes, axis):
+    return nodes[0].shape
+
+
+def _sym_softmax(x, axis):
+    e = objarray(_exp(x))
+    return objarray(e / np.sum(e, axis=axis, keepdims=True))
+
+
+def _sym_log_softmax(x, axis):
+    e = objarray(_exp(x))
+    return objarray(x - _log(np.sum(e, axis=axis, keepdims=True)))
+
+
+def _softmax_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    axis = n.attr("axis")
+    gs = g * n
+    return (gs - n * apply("sum", gs, axis=(axis,), keepdims=True),)
+
+
+def _log_softmax_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    axis = n.attr("axis")
+    return (g - apply("exp", n) * apply("sum", g, axis=(axis,), keepdims=True),)
+
+
+register(OpDef("softmax", 1, _same_shape, runtime.softmax, _sym_softmax, vjp=_softmax_vjp, label="softmax",
+               attr_names=("axis",)))
+register(OpDef("log_softmax", 1, _same_shape, runtime.log_softmax, _sym_log_softmax, vjp=_log_softmax_vjp,
+               label="log softmax", attr_names=("axis",)))
+
+
+def _axis(op: str, x: Node, axis: int) -> int:
+    if x.ndim == 0:
+        raise ShapeError(f"{op}: needs at least one axis, got a scalar ({x.describe()})")
+    return normalize_axes(op, x, axis)[0]
+
+
+def softmax(x, axis: int = -1, name=None) -> Node:
+    """exp(x) / Σ exp(x) along ``axis``; computed with the max subtracted."""
+    x = as_node(x, "softmax")
+    return apply("softmax", x, axis=_axis("softmax", x, axis), name=name)
+
+
+def log_softmax(x, axis: int = -1, name=None) -> Node:
+    """x − log Σ exp(x) along ``axis`` (log-sum-exp, no overflow)."""
+    x = as_node(x, "log_softmax")
+    return apply("log_softmax", x, axis=_axis("log_softmax", x, axis), name=name)
+
+
+def _one_hot_shape(nodes, num_classes):
+    return nodes[0].shape + (num_classes,)
+
+
+def _sym_one_hot(y, num_classes):
+    raise GraphError("one_hot of a symbolic class index has no closed form; feed the targets as one-hot floats")
+
+
+register(OpDef("one_hot", 1, _one_hot_shape, runtime.one_hot, _sym_one_hot, vjp=None, label="one-hot",
+               attr_names=("num_classes",)))
+
+
+def one_hot(y, num_classes: int, name=None) -> Node:
+    """Rows of the identity picked by integer class indices ``y``."""
+    y = as_node(y, "one_hot")
+    if y.dtype != "int":
+        raise GraphError(f"one_hot: expects an int var of class indices, got {y.describe()} of dtype {y.dtype}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ShapeError(f"one_hot: num_classes must be a positive int, got {num_classes!r} ({format_shape(y.shape)})")
+    return apply("one_hot", y, num_classes=num_classes, name=name)

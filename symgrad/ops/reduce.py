@@ -1,0 +1,122 @@
+"""Reductions: sum, mean, max over axes (NumPy ``axis``/``keepdims``)."""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from .. import runtime
+from ..graph import Node, normalize_axes, size_of
+from .base import OpDef, apply, const, objarray, register
+
+
+def _reduced_shape(nodes, axis=None, keepdims=False):
+    (x,) = nodes
+    axes = range(x.ndim) if axis is None else axis
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+def _keepdims_cotangent(node: Node, g: Node) -> Node:
+    """g with the reduced axes put back as size-1 dims (broadcasts to x)."""
+    axis, keepdims = node.attr("axis"), node.attr("keepdims")
+    if keepdims or axis is None or not axis:
+        return g
+    return expand_dims(g, axis)
+
+
+def _count(node: Node) -> Node:
+    """Number of reduced entries: a const when static, else a runtime count."""
+    x, axis = node.inputs[0], node.attr("axis")
+    axes = range(x.ndim) if axis is None else axis
+    n = size_of(tuple(x.shape[a] for a in axes))
+    return const(float(n)) if n is not None else apply("count", x, axis=axis)
+
+
+def _obj(fn):
+    return lambda x, axis=None, keepdims=False: objarray(fn(x, axis, keepdims))
+
+
+def _sym_sum(x, axis, keepdims):
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def _sym_mean(x, axis, keepdims):
+    axes = range(x.ndim) if axis is None else axis
+    n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    return objarray(np.sum(x, axis=axis, keepdims=keepdims)) * sympy.Rational(1, n)
+
+
+_sym_max2 = np.frompyfunc(lambda p, q: sympy.Max(p, q), 2, 1)
+
+
+def _sym_max(x, axis, keepdims):
+    out = x
+    for a in sorted(range(x.ndim) if axis is None else axis, reverse=True):
+        out = _sym_max2.reduce(out, axis=a, keepdims=keepdims)
+    return out
+
+
+def _emit_reduce(fn):
+    def emit(args, axis=None, keepdims=False):
+        kd = ", keepdims=True" if keepdims else ""
+        ax = "" if axis is None else f", axis={axis[0] if len(axis) == 1 else axis}"
+        return f"np.{fn}({args[0]}{ax}{kd})"
+    return emit
+
+
+register(OpDef("sum", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+               _obj(_sym_sum), label="Σ", emit=_emit_reduce("sum"), attr_names=("axis", "keepdims"),
+               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),)))
+register(OpDef("mean", 1, _reduced_shape,
+               lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
+               _obj(_sym_mean), label="mean", emit=_emit_reduce("mean"), attr_names=("axis", "keepdims"),
+               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g) / _count(n),)))
+
+
+def _max_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    x, axis = n.inputs[0], n.attr("axis")
+    mask = apply("equal", x, _keepdims_cotangent(n, n))
+    ties = apply("sum", mask, axis=axis, keepdims=True)
+    return (_keepdims_cotangent(n, g) * (mask / ties),)
+
+
+register(OpDef("max", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+               _obj(_sym_max), label="max", emit=_emit_reduce("max"), attr_names=("axis", "keepdims"),
+               vjp=_max_vjp))
+
+
+def _count_shape(nodes, axis=None):
+    return ()
+
+
+register(OpDef("count", 1, _count_shape, runtime.count,
+               lambda x, axis=None: objarray(sympy.Integer(int(np.prod(
+                   [x.shape[a] for a in (range(x.ndim) if axis is None else axis)], dtype=np.int64)))),
+               vjp=lambda n, g, needs: (None,), label="N", attr_names=("axis",)))
+
+
+def _reduction(opname: str, x, axis, keepdims: bool, name) -> Node:
+    from .base import as_node
+    x = as_node(x, opname)
+    return apply(opname, x, axis=normalize_axes(opname, x, axis), keepdims=bool(keepdims), name=name)
+
+
+def sum(x, axis=None, keepdims: bool = False, name=None) -> Node:  # noqa: A001  NumPy's name
+    """Sum over ``axis`` (int, tuple or None for all), as ``np.sum``."""
+    return _reduction("sum", x, axis, keepdims, name)
+
+
+def mean(x, axis=None, keepdims: bool = False, name=None) -> Node:
+    """Mean over ``axis``; works with symbolic dims (the count is taken at run time)."""
+    return _reduction("mean", x, axis, keepdims, name)
+
+
+def max(x, axis=None, keepdims: bool = False, name=None) -> Node:  # noqa: A001  NumPy's name
+    """Maximum over ``axis``; the gradient is shared among ties."""
+    return _reduction("max", x, axis, keepdims, name)
+
+
+def expand_dims(x, axis) -> Node:
+    from .linalg import expand_dims as _ed
+    return _ed(x, axis)

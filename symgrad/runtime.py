@@ -1,0 +1,135 @@
+"""Numerically stable NumPy kernels shared by evaluation and compiled code.
+
+Both :func:`symgrad.evaluate` and the source written by the compiler call
+these same functions, so the two cannot drift apart.  None of them warns
+or returns NaN for finite inputs of any magnitude.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_prime(x):
+    s = sigmoid(x)
+    return s * (1.0 - s)
+
+
+def softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))."""
+    x = np.asarray(x)
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def tanh_prime(x):
+    t = np.tanh(x)
+    return 1.0 - t * t
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def step(x):
+    """Heaviside step with step(0) = 0: the derivative of relu."""
+    return (np.asarray(x) > 0).astype(np.result_type(x, np.float32))
+
+
+def leaky_relu(x, alpha):
+    return np.where(x > 0, x, alpha * x)
+
+
+def leaky_relu_prime(x, alpha):
+    return np.where(x > 0, 1.0, alpha).astype(np.result_type(x, np.float32))
+
+
+def logsumexp(x, axis, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def log_softmax(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    z = x - m
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def softmax(x, axis):
+    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return z / np.sum(z, axis=axis, keepdims=True)
+
+
+def safe_log(x):
+    """log clamped below at -100, as PyTorch's BCELoss does: log(0) is finite."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(np.maximum(x, 0.0)), -100.0)
+
+
+def bce(p, y):
+    """Elementwise binary cross-entropy of probabilities, log clamped at -100."""
+    return -(y * safe_log(p) + (1.0 - y) * safe_log(1.0 - p))
+
+
+def bce_dp(p, y):
+    """d bce / d p = (p - y) / (p (1 - p)), denominator kept >= 1e-12."""
+    return (p - y) / np.maximum(p * (1.0 - p), 1e-12)
+
+
+def bce_logits(z, y):
+    """Binary cross-entropy of logits: softplus(z) - y z, stable for any z."""
+    return softplus(z) - y * z
+
+
+def one_hot(y, num_classes):
+    y = np.asarray(y)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise IndexError(f"one_hot: class index out of range [0, {num_classes}) (got {y.min()}..{y.max()})")
+    out = np.zeros(y.shape + (num_classes,))
+    np.put_along_axis(out, y[..., None].astype(np.intp), 1.0, axis=-1)
+    return out
+
+
+def equal(a, b):
+    return (np.asarray(a) == b).astype(np.float64)
+
+
+def greater(a, b):
+    return (np.asarray(a) > b).astype(np.float64)
+
+
+def greater_equal(a, b):
+    return (np.asarray(a) >= b).astype(np.float64)
+
+
+def where(c, a, b):
+    return np.where(np.asarray(c) != 0, a, b)
+
+
+def sum_keep(x, axis, keepdims):
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def broadcast_like(g, ref):
+    return np.broadcast_to(g, np.shape(ref))
+
+
+def reshape_like(g, ref):
+    return np.reshape(g, np.shape(ref))
+
+
+def count(ref, axis):
+    """Number of elements of ``ref`` over ``axis`` (all when None), as float."""
+    shape = np.shape(ref)
+    axes = range(len(shape)) if axis is None else axis
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return float(n)
