@@ -11,7 +11,7 @@ them to NumPy for training.
 0.329071
 """
 from . import init, losses
-from .autodiff import grad
+from .autodiff import adjoints, grad
 from .errors import (FeedError, GradError, GradientCheckError, GraphError, NotDifferentiableError,
                      OpDefinitionError, ParseError, ShapeError, SymgradError)
 from .evaluate import evaluate

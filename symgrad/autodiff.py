@@ -67,9 +67,22 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
     >>> float(sg.evaluate(dx, {"x": 2.0}))
     12.0
     """
+    single = isinstance(wrt, Node)
+    targets = as_node_list(wrt, "grad")
+    done = adjoints(y, targets)
+    out = [done[w] if w in done else _zeros_like(w) for w in targets]
+    return out[0] if single else out
+
+
+def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
+    """The cotangent node ∂y/∂n of every node n on a path from ``wrt`` to ``y``.
+
+    Keys are forward nodes (``y`` itself maps to the seed 1); values are
+    backward nodes, each of its key's shape.  ``grad`` reads its results
+    from here, and the backprop-equation and drawing views use the whole map.
+    """
     if not isinstance(y, Node):
         raise GradError(f"grad: y must be a Node, got {type(y).__name__}")
-    single = isinstance(wrt, Node)
     targets = as_node_list(wrt, "grad")
     if y.shape != ():
         raise GradError(f"grad: y must be a scalar (shape ()), got {y.describe()} of shape "
@@ -113,9 +126,7 @@ def grad(y: Node, wrt: Node | Sequence[Node]) -> Node | list[Node]:
         for inp, need, ct in zip(node.inputs, needs, cotangents):
             if need and ct is not None:
                 pending.setdefault(inp, []).append(ct)
-
-    out = [done[w] if w in done else _zeros_like(w) for w in targets]
-    return out[0] if single else out
+    return done
 
 
 def grad_all(y: Node) -> dict[Node, Node]:
