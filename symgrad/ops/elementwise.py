@@ -169,7 +169,17 @@ def sub(a, b) -> Node:
     return apply("sub", a, b)
 
 
+def _is_one(n: Node) -> bool:
+    return n.kind == "const" and n.value.ndim == 0 and n.value == 1.0
+
+
 def mul(a, b) -> Node:
+    """a * b; multiplying by the scalar constant 1 returns the other operand."""
+    a, b = as_node(a, "mul"), as_node(b, "mul")
+    if _is_one(a):
+        return b
+    if _is_one(b):
+        return a
     return apply("mul", a, b)
 
 
