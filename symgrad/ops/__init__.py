@@ -10,3 +10,6 @@ from .elementwise import (abs, add, cos, div, equal, exp, greater, greater_equal
 from .linalg import broadcast_like, broadcast_to, expand_dims, matmul, reshape, reshape_like, transpose
 from .nn import log_softmax, one_hot, softmax
 from .reduce import max, mean, sum
+
+#: the ops symgrad ships with (user ops from sg.elementwise and lazily derived ones come later)
+BUILTIN_OPS = frozenset(REGISTRY)
