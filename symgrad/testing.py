@@ -59,6 +59,6 @@ def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None
             rel = err[idx] / max(abs(n[idx]), 1e-300)
             raise GradientCheckError(
                 f"gradient of {y.describe()} with respect to {w.describe()} at index {tuple(int(i) for i in idx)}: "
-                f"analytic {a[idx]!r}, numeric {n[idx]!r}, abs error {err[idx]:.3g}, rel error {rel:.3g} "
+                f"analytic {float(a[idx]):.10g}, numeric {float(n[idx]):.10g}, abs error {err[idx]:.3g}, rel error {rel:.3g} "
                 f"(tolerance atol={atol}, rtol={rtol})")
     return worst
