@@ -25,5 +25,9 @@ from .ops.sympy_funcs import relu as sympy_relu
 from .ops.sympy_funcs import sigmoid as sympy_sigmoid
 from .ops.sympy_funcs import softplus as sympy_softplus
 from .testing import check_grad
+from . import nn
+from .errors import DependencyError, StateError, TrainingError
+from .io import load, save
+from .train import History, fit
 
 __version__ = "0.1.0"

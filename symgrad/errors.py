@@ -43,3 +43,17 @@ class OpDefinitionError(SymgradError, TypeError):
 
 class ParseError(SymgradError, ValueError):
     """An expression string could not be parsed safely."""
+
+
+class StateError(SymgradError, ValueError):
+    """A state dict or saved model file does not fit: missing or unexpected
+    parameter names, malformed or foreign file."""
+
+
+class TrainingError(SymgradError, ValueError):
+    """``fit`` got bad settings (epochs, batch size, patience, step object)
+    or the loss stopped being finite."""
+
+
+class DependencyError(SymgradError, ImportError):
+    """An optional dependency (e.g. matplotlib for plots) is not installed."""

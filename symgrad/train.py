@@ -1,0 +1,467 @@
+"""The training loop: :func:`fit` runs a compiled step over shuffled
+mini-batches for some epochs and returns a :class:`History`.
+
+``fit`` relies only on the step object's interface: ``step(*batch)``
+updates the parameters and returns the loss (or ``(loss, *outputs)``),
+``step.evaluate(*batch)`` returns the same without updating, ``step.inputs``
+lists the input var nodes in call order and ``step.params`` the trained
+parameter nodes, whose ``.value`` arrays are updated in place.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import DependencyError, FeedError, TrainingError
+from .graph import Node
+
+
+# ------------------------------------------------------------------ data
+def _check_step(step: Any) -> None:
+    for attr in ("inputs", "params", "evaluate"):
+        if not hasattr(step, attr):
+            raise TrainingError(f"fit: the step object has no {attr!r}; build it with sg.compile_step(loss, opt, "
+                                f"inputs=[...]) (got {type(step).__name__})")
+    if not callable(step):
+        raise TrainingError(f"fit: the step object is not callable (got {type(step).__name__})")
+    if not list(step.inputs):
+        raise TrainingError("fit: the step has no inputs to feed mini-batches into")
+
+
+def _input_names(step: Any) -> list[str]:
+    return [node.name for node in step.inputs]
+
+
+def _arrays(step: Any, data: Any, what: str) -> tuple[list[np.ndarray], int]:
+    """The arrays of ``data`` in the step's input order, and their common length."""
+    if not isinstance(data, Mapping):
+        raise FeedError(f"fit: {what} must be a dict from input names to arrays, got {type(data).__name__}")
+    names = _input_names(step)
+    by_name: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.name if isinstance(key, Node) else key
+        if not isinstance(name, str):
+            raise FeedError(f"fit: {what} keys must be input names or var nodes, got {key!r}")
+        if name not in names:
+            raise FeedError(f"fit: {what} has an entry {name!r} that is not an input of the step; "
+                            f"the step's inputs are {names}")
+        if name in by_name:
+            raise FeedError(f"fit: {what} gives input {name!r} twice")
+        by_name[name] = value
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise FeedError(f"fit: {what} is missing input(s) {missing}; the step's inputs are {names}")
+    arrays = []
+    for name in names:
+        try:
+            arr = np.asarray(by_name[name])
+        except Exception as e:  # noqa: BLE001  whatever np.asarray rejects
+            raise FeedError(f"fit: {what}[{name!r}] cannot be made an array ({e})") from None
+        if arr.ndim == 0:
+            raise FeedError(f"fit: {what}[{name!r}] is a scalar; fit needs arrays with one row per sample")
+        arrays.append(arr)
+    lengths = {name: len(a) for name, a in zip(names, arrays)}
+    if len(set(lengths.values())) != 1:
+        raise FeedError(f"fit: the arrays of {what} have different lengths {lengths}; "
+                        f"every input needs one row per sample")
+    n = arrays[0].shape[0]
+    if n == 0:
+        raise FeedError(f"fit: {what} has no samples")
+    return arrays, n
+
+
+def _positive_int(value: Any, what: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise TrainingError(f"fit: {what} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+# -------------------------------------------------------------- metrics
+def _split(result: Any) -> tuple[float, tuple]:
+    """The step's return value as (loss, extra outputs)."""
+    if isinstance(result, tuple):
+        if not result:
+            raise TrainingError("fit: the step returned an empty tuple; expected the loss first")
+        loss, extras = result[0], result[1:]
+    else:
+        loss, extras = result, ()
+    try:
+        return float(loss), extras
+    except (TypeError, ValueError):
+        raise TrainingError(f"fit: the step returned {type(loss).__name__} as its loss; expected a number") from None
+
+
+def _output_threshold(step: Any) -> float | None:
+    """0.5 when the step's first extra output is known to be a probability (sigmoid), 0 for other known nodes."""
+    outputs = getattr(step, "outputs", None)
+    if not outputs:
+        return None
+    node = list(outputs)[0]
+    if not isinstance(node, Node):
+        return None
+    return 0.5 if node.op.name == "sigmoid" else 0.0
+
+
+def accuracy_counts(output: Any, target: Any, threshold: float | None = None) -> tuple[int, int] | None:
+    """``(correct, total)`` of predictions ``output`` against ``target``, or
+    None when accuracy does not apply.
+
+    * class indices: ``output`` of shape ``(n, C)``, C ≥ 2, and integer
+      ``target`` of shape ``(n,)`` -> argmax of the rows;
+    * one-hot or probability rows: both of shape ``(n, C)`` -> argmax of both;
+    * binary: one output column (``(n,)`` or ``(n, 1)``) and 0/1 targets ->
+      ``output > threshold``; ``threshold=None`` takes 0.5 when every output
+      lies in [0, 1] (probabilities) and 0 otherwise (logits).
+
+    Examples
+    --------
+    >>> from symgrad.train import accuracy_counts
+    >>> accuracy_counts([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]], [0, 1, 1])
+    (2, 3)
+    >>> accuracy_counts([0.9, 0.2, 0.7], [1, 0, 0])
+    (2, 3)
+    """
+    out, tgt = np.asarray(output), np.asarray(target)
+    if out.ndim == 0 or tgt.ndim == 0 or out.shape[0] != tgt.shape[0] or out.dtype.kind not in "fiu":
+        return None
+    if tgt.dtype.kind not in "fiub":
+        return None
+    integral = bool(np.all(np.isfinite(tgt)) and np.all(tgt == np.round(tgt)))
+    if out.shape[-1] >= 2 and out.shape[:-1] == tgt.shape and integral:
+        correct = np.argmax(out, axis=-1) == tgt
+        return int(correct.sum()), int(correct.size)
+    if out.shape[-1] >= 2 and out.shape == tgt.shape:
+        correct = np.argmax(out, axis=-1) == np.argmax(tgt, axis=-1)
+        return int(correct.sum()), int(correct.size)
+    o = out[..., 0] if out.ndim >= 2 and out.shape[-1] == 1 else out
+    t = tgt[..., 0] if tgt.ndim >= 2 and tgt.shape[-1] == 1 else tgt
+    if o.shape == t.shape and integral and np.all((t == 0) | (t == 1)):
+        if threshold is None:
+            threshold = 0.5 if (np.all(o >= 0) and np.all(o <= 1)) else 0.0
+        correct = (o > threshold) == (t == 1)
+        return int(correct.sum()), int(correct.size)
+    return None
+
+
+class _Meter:
+    """Sample-weighted means of the batch losses, and accuracy counts."""
+
+    def __init__(self):
+        self.loss_sum, self.n, self.correct, self.total, self.has_acc = 0.0, 0, 0, 0, True
+
+    def add(self, loss: float, size: int, counts: tuple[int, int] | None) -> None:
+        self.loss_sum += loss * size
+        self.n += size
+        if counts is None:
+            self.has_acc = False
+        else:
+            self.correct += counts[0]
+            self.total += counts[1]
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.n
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.total if self.has_acc and self.total else None
+
+
+# -------------------------------------------------------------- history
+class History:
+    """Per-epoch numbers recorded by :func:`fit`.
+
+    Attributes
+    ----------
+    history : dict of lists, one entry per epoch: ``"loss"`` (mean training
+        loss over the epoch's batches, weighted by batch size), and when
+        available ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"``.
+    epochs : the epoch numbers run, ``[1, 2, ...]``.
+    best_epoch : the epoch with the lowest monitored value (1-based; an
+        improvement must exceed ``fit``'s ``min_delta``).
+    monitor : ``"val_loss"`` when validation data was given, else ``"loss"``.
+    stopped_early : whether early stopping ended training.
+    restored_best : whether the weights of ``best_epoch`` were restored.
+
+    Examples
+    --------
+    >>> from symgrad.train import History
+    >>> h = History(monitor="loss")
+    >>> h.record(1, {"loss": 0.9}); h.record(2, {"loss": 0.5})
+    >>> h["loss"], h.epochs
+    ([0.9, 0.5], [1, 2])
+    """
+
+    def __init__(self, monitor: str = "val_loss"):
+        self.history: dict[str, list[float]] = {}
+        self.epochs: list[int] = []
+        self.monitor = monitor
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+        self.restored_best = False
+
+    def record(self, epoch: int, values: Mapping[str, float]) -> None:
+        """Append one epoch's numbers (keys absent in earlier epochs are padded with NaN)."""
+        for key in values:
+            if key not in self.history:
+                self.history[key] = [math.nan] * len(self.epochs)
+        for key, column in self.history.items():
+            column.append(float(values.get(key, math.nan)))
+        self.epochs.append(int(epoch))
+
+    def __getitem__(self, key: str) -> list[float]:
+        try:
+            return self.history[key]
+        except KeyError:
+            raise KeyError(f"History has no {key!r}; it has {sorted(self.history)}") from None
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def best(self, key: str) -> float:
+        """The value of ``key`` at :attr:`best_epoch`."""
+        if self.best_epoch is None:
+            raise TrainingError("History: no epoch has a finite monitored value")
+        return self[key][self.epochs.index(self.best_epoch)]
+
+    def __repr__(self) -> str:
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()) if self.epochs else "empty"
+        return f"History({len(self.epochs)} epochs, best_epoch={self.best_epoch}, last: {last})"
+
+    def plot(self, path: str | os.PathLike | None = None, *, title: str | None = None):
+        """Loss curves (and accuracy curves when recorded) as a matplotlib Figure.
+
+        Parameters
+        ----------
+        path : when given, the figure is saved there (format from the
+            suffix: ``.png``, ``.svg``, ``.pdf``), written atomically with
+            the Agg canvas; pyplot's global state is never touched.
+        title : figure title.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Raises
+        ------
+        DependencyError : matplotlib is not installed.
+
+        Examples
+        --------
+        >>> from symgrad.train import History
+        >>> h = History(monitor="loss")
+        >>> for e, l in enumerate([1.0, 0.6, 0.4], 1): h.record(e, {"loss": l})
+        >>> len(h.plot().axes)
+        1
+        """
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise DependencyError("History.plot needs matplotlib: pip install 'symgrad[gallery]' "
+                                  "or pip install matplotlib") from None
+        if not self.epochs:
+            raise TrainingError("History.plot: nothing recorded yet")
+        has_acc = any(k in self.history for k in ("accuracy", "val_accuracy"))
+        fig = Figure(figsize=(10.0 if has_acc else 5.5, 4.0), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
+        panels = [("loss", "loss", 1.0)]
+        if has_acc:
+            panels.append(("accuracy", "accuracy (%)", 100.0))
+        for ax, (key, label, scale) in zip(axes, panels):
+            for k, style, lab in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
+                if k in self.history:
+                    ax.plot(self.epochs, np.asarray(self.history[k]) * scale, style, marker="o",
+                            markersize=3, label=lab)
+            if self.best_epoch is not None:
+                note = "best epoch" + (" (restored)" if self.restored_best else "")
+                ax.axvline(self.best_epoch, color="grey", linestyle=":", label=f"{note}: {self.best_epoch}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+            if len(self.epochs) <= 12:
+                ax.set_xticks(self.epochs)
+        if title:
+            fig.suptitle(title)
+        if path is not None:
+            _save_figure(fig, os.fspath(path))
+        return fig
+
+
+def _save_figure(fig, path: str) -> None:
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plot-", suffix=f".{fmt}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ------------------------------------------------------------------ fit
+def _target_index(step: Any, target: str | None) -> int | None:
+    names = _input_names(step)
+    if target is not None:
+        key = target.name if isinstance(target, Node) else target
+        if key not in names:
+            raise FeedError(f"fit: target {key!r} is not an input of the step; the inputs are {names}")
+        return names.index(key)
+    ints = [i for i, node in enumerate(step.inputs) if getattr(node, "dtype", "float") == "int"]
+    if len(ints) == 1:
+        return ints[0]
+    return len(names) - 1 if len(names) >= 2 else None
+
+
+def _run_batches(fn, arrays: list[np.ndarray], order: np.ndarray, batch_size: int, target: int | None,
+                 threshold: float | None, epoch: int, what: str) -> _Meter:
+    meter = _Meter()
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = [a[idx] for a in arrays]
+        loss, extras = _split(fn(*batch))
+        if not math.isfinite(loss):
+            raise TrainingError(f"fit: the {what} loss is {loss} at epoch {epoch}, batch {start // batch_size + 1}; "
+                                f"training diverged (try a smaller learning rate)")
+        counts = None
+        if extras and target is not None:
+            counts = accuracy_counts(extras[0], batch[target], threshold)
+        meter.add(loss, len(idx), counts)
+    return meter
+
+
+def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_size: int = 32,
+        validation: Mapping[str | Node, Any] | None = None, early_stopping: int | None = None,
+        min_delta: float = 0.0, restore_best: bool = True, seed: int | None = None, shuffle: bool = True,
+        target: str | None = None, threshold: float | None = None, eval_batch_size: int | None = None,
+        verbose: int = 1) -> History:
+    """Train ``step`` on ``data`` with shuffled mini-batches.
+
+    Parameters
+    ----------
+    step : a compiled training step (``sg.compile_step``).
+    data : dict from input names (or var nodes) to arrays with one row per
+        sample, one entry per input of the step.
+    epochs : number of passes over ``data``.
+    batch_size : samples per update; the last batch of an epoch may be smaller.
+    validation : data of the same form, evaluated (no update) after every epoch.
+    early_stopping : patience: stop when the monitored value (``val_loss``,
+        or ``loss`` without validation) has not improved by more than
+        ``min_delta`` for this many epochs.  None (default) never stops early.
+    restore_best : with early stopping, put back the parameter values of the
+        best epoch at the end when a later epoch was worse.
+    seed : seeds ``np.random.default_rng`` that draws each epoch's permutation.
+    shuffle : set False to visit samples in order.
+    target : the input holding the targets for accuracy; default: the only
+        int input, else the last input.
+    threshold : for binary targets, the output value above which the class
+        is 1 (default: 0.5 for a sigmoid output node or outputs in [0, 1],
+        else 0).
+    eval_batch_size : batch size for validation (default ``batch_size``).
+    verbose : 0 silent; 1 a tqdm progress bar over epochs when stderr is a
+        terminal; 2 one printed line per epoch.
+
+    Returns
+    -------
+    History
+        Per-epoch ``loss`` and, when the step returns outputs (e.g.
+        ``outputs=[logits]``) and the targets are class indices, one-hot rows
+        or binary, ``accuracy``; with validation ``val_loss`` and
+        ``val_accuracy``.
+
+    Raises
+    ------
+    FeedError : missing or unknown input names, arrays of different lengths.
+    TrainingError : bad settings, or a non-finite loss.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x, y = sg.var("x", shape=("batch",)), sg.var("y", shape=("batch",))
+    >>> w = sg.param("w", 0.0)
+    >>> step = sg.compile_step(sg.losses.mse(w * x, y), sg.optim.SGD(lr=0.1), inputs=[x, y])
+    >>> xs = np.linspace(-1, 1, 20)
+    >>> h = sg.fit(step, {"x": xs, "y": 3 * xs}, epochs=30, batch_size=5, seed=0, verbose=0)
+    >>> round(float(w.value), 3), h.epochs[-1]
+    (3.0, 30)
+    """
+    _check_step(step)
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    eval_batch_size = _positive_int(eval_batch_size, "eval_batch_size", allow_none=True) or batch_size
+    patience = _positive_int(early_stopping, "early_stopping", allow_none=True)
+    if verbose not in (0, 1, 2):
+        raise TrainingError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+    try:
+        min_delta = float(min_delta)
+    except (TypeError, ValueError):
+        raise TrainingError(f"fit: min_delta must be a number, got {min_delta!r}") from None
+    arrays, n = _arrays(step, data, "data")
+    val = _arrays(step, validation, "validation") if validation is not None else None
+    tgt = _target_index(step, target)
+    if threshold is None:
+        threshold = _output_threshold(step)
+    rng = np.random.default_rng(seed)
+    params = list(step.params)
+
+    history = History(monitor="val_loss" if val is not None else "loss")
+    best_value, best_weights, waited = math.inf, None, 0
+    bar = None
+    if verbose == 1:
+        from tqdm import tqdm
+        bar = tqdm(total=epochs, unit="epoch", desc="fit", disable=not sys.stderr.isatty(), leave=True)
+    try:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            train = _run_batches(step, arrays, order, batch_size, tgt, threshold, epoch, "training")
+            values = {"loss": train.loss}
+            if train.accuracy is not None:
+                values["accuracy"] = train.accuracy
+            if val is not None:
+                v_arrays, v_n = val
+                vm = _run_batches(step.evaluate, v_arrays, np.arange(v_n), eval_batch_size, tgt, threshold,
+                                  epoch, "validation")
+                values["val_loss"] = vm.loss
+                if vm.accuracy is not None:
+                    values["val_accuracy"] = vm.accuracy
+            history.record(epoch, values)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+                bar.update(1)
+            elif verbose == 2:
+                print(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+            current = values[history.monitor]
+            if current < best_value - min_delta:
+                best_value, waited = current, 0
+                history.best_epoch = epoch
+                if patience is not None:
+                    best_weights = [p.value.copy() for p in params]
+            else:
+                waited += 1
+                if patience is not None and waited >= patience:
+                    history.stopped_early = True
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    if patience is not None and restore_best and best_weights is not None and history.best_epoch is not None \
+            and history.best_epoch != history.epochs[-1]:
+        for p, saved in zip(params, best_weights):
+            p.value[...] = saved
+        history.restored_best = True
+    return history
+
+
+__all__ = ["fit", "History", "accuracy_counts"]
