@@ -25,23 +25,44 @@ def _fans(shape: tuple) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def fans(shape: tuple) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight used as ``X @ W``.
+
+    For ``W`` of shape ``(in, out)`` this is ``(in, out)``; leading axes
+    (e.g. a convolution's receptive field) multiply both; a vector counts
+    its length as both fans.
+
+    Examples
+    --------
+    >>> from symgrad.init import fans
+    >>> fans((64, 32)), fans((3, 3, 16, 8))
+    ((64, 32), (144, 72))
+    """
+    return _fans(tuple(shape))
+
+
 def zeros(shape, rng):
+    """All zeros (the default for biases)."""
     return np.zeros(shape)
 
 
 def ones(shape, rng):
+    """All ones."""
     return np.ones(shape)
 
 
 def constant(shape, rng, value: float = 0.0):
+    """Every entry equal to ``value``."""
     return np.full(shape, float(value))
 
 
 def uniform(shape, rng, low: float = -0.05, high: float = 0.05):
+    """U(low, high)."""
     return rng.uniform(low, high, size=shape)
 
 
 def normal(shape, rng, mean: float = 0.0, std: float = 0.01):
+    """N(mean, std²)."""
     return rng.normal(mean, std, size=shape)
 
 
@@ -53,6 +74,7 @@ def xavier_uniform(shape, rng, gain: float = 1.0):
 
 
 def xavier_normal(shape, rng, gain: float = 1.0):
+    """N(0, σ²) with σ = gain·√(2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     fan_in, fan_out = _fans(shape)
     return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
@@ -65,6 +87,7 @@ def he_uniform(shape, rng, gain: float = np.sqrt(2.0)):
 
 
 def he_normal(shape, rng, gain: float = np.sqrt(2.0)):
+    """N(0, σ²) with σ = gain / √fan_in (He et al. 2015; σ = √(2 / fan_in) for ReLU)."""
     fan_in, _ = _fans(shape)
     return rng.normal(0.0, gain / np.sqrt(fan_in), size=shape)
 
@@ -92,7 +115,36 @@ INITIALIZERS = {
 
 
 def initialize(init, shape: tuple, seed: int | None = None, **kwargs) -> np.ndarray:
-    """An array of ``shape`` from the initializer ``init`` (a name or a callable)."""
+    """An array of ``shape`` from the initializer ``init``.
+
+    Parameters
+    ----------
+    init : a name from :data:`INITIALIZERS` (``"zeros"``, ``"constant"``,
+        ``"uniform"``, ``"normal"``, ``"xavier"``/``"glorot"`` (uniform) and
+        ``"xavier_normal"``, ``"he"``/``"kaiming"`` (normal) and
+        ``"he_uniform"``, ``"orthogonal"``...) or a callable ``f(shape, rng, **kwargs)``.
+    shape : the array shape; weights are ``(fan_in, fan_out)``.
+    seed : seed of ``np.random.default_rng``; the same seed gives the same array.
+    kwargs : the initializer's options (``value``, ``low``/``high``,
+        ``mean``/``std``, ``gain``).
+
+    Raises
+    ------
+    GraphError : unknown name, bad seed or options, or a result of the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from symgrad.init import initialize
+    >>> W = initialize("xavier", (300, 200), seed=0)
+    >>> bool(np.abs(W).max() <= np.sqrt(6 / (300 + 200)))
+    True
+    >>> bool((initialize("he", (4, 3), seed=1) == initialize("kaiming", (4, 3), seed=1)).all())
+    True
+    """
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise GraphError(f"init {init!r}: seed must be a non-negative int or None, got {seed!r}")
     rng = np.random.default_rng(seed)
     if callable(init):
         fn = init

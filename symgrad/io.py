@@ -90,7 +90,7 @@ def save(path: str | os.PathLike, model: Module | Mapping[str, Any], *, compress
             with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
                 for name, arr in [(META_KEY, np.array(text))] + list(state.items()):
                     with zf.open(name + ".npy", "w", force_zip64=True) as entry:
-                        np.lib.format.write_array(entry, np.ascontiguousarray(arr), allow_pickle=False)
+                        np.lib.format.write_array(entry, np.asarray(arr), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -137,7 +137,7 @@ def accuracy_counts(output: Any, target: Any, threshold: float | None = None) ->
     if out.shape[-1] >= 2 and out.shape[:-1] == tgt.shape and integral:
         correct = np.argmax(out, axis=-1) == tgt
         return int(correct.sum()), int(correct.size)
-    if out.shape[-1] >= 2 and out.shape == tgt.shape:
+    if out.ndim >= 2 and out.shape[-1] >= 2 and out.shape == tgt.shape:
         correct = np.argmax(out, axis=-1) == np.argmax(tgt, axis=-1)
         return int(correct.sum()), int(correct.size)
     o = out[..., 0] if out.ndim >= 2 and out.shape[-1] == 1 else out
