@@ -111,6 +111,8 @@ def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        if "pickle" in str(e):
+            raise _bad(path, "it cannot be read as .npz without unpickling, and symgrad never unpickles") from None
         raise _bad(path, f"cannot be read as .npz ({e})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise _bad(path, "it holds a single array, not an .npz archive")
