@@ -113,7 +113,7 @@ def _meta(**over):
 
 
 @pytest.mark.parametrize("case, match", [
-    ("pickle", "cannot be read"),
+    ("pickle", "never unpickles"),
     ("object_array", "without pickle"),
     ("text", "cannot be read"),
     ("npy", "single array"),
