@@ -264,6 +264,7 @@ class History:
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise DependencyError("History.plot needs matplotlib: pip install 'symgrad[gallery]' "
                                   "or pip install matplotlib") from None
@@ -288,8 +289,7 @@ class History:
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
             ax.legend()
-            if len(self.epochs) <= 12:
-                ax.set_xticks(self.epochs)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if title:
             fig.suptitle(title)
         if path is not None:
