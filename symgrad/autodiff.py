@@ -8,6 +8,7 @@ compiled and differentiated again.  Broadcasting is undone here, in
 """
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import networkx as nx
@@ -17,6 +18,11 @@ from .errors import GradError, GraphError, NotDifferentiableError
 from .graph import Graph, Node, as_node_list, format_shape, is_static
 from .ops import broadcast_like, broadcast_to, const
 from .ops import sum as _sum
+
+
+#: backward node -> the forward node whose cotangent it is (first recorded wins); read by the
+#: compiler for its ``# grad of: ...`` comments.  Weak keys: it never keeps a graph alive.
+GRAD_OF: "weakref.WeakKeyDictionary[Node, Node]" = weakref.WeakKeyDictionary()
 
 
 def fit_to(g: Node, node: Node) -> Node:
@@ -95,10 +101,12 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             raise GradError(f"grad: {w.describe()} holds integers (class indices) and has no gradient")
 
     # nodes on a path from some target to y
-    reach: set[Node] = set()
-    for w in targets:
-        reach |= nx.descendants(graph.nx, w)
-        reach.add(w)
+    # (one pass in topological order: descendants of all targets at once,
+    # linear in the graph rather than one traversal per target)
+    reach: set[Node] = set(targets)
+    for node in graph.order:
+        if node not in reach and any(i in reach for i in node.inputs):
+            reach.add(node)
     relevant = reach & (nx.ancestors(graph.nx, y) | {y})
 
     pending: dict[Node, list[Node]] = {y: [const(1.0)]}
@@ -112,6 +120,8 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             g = g + p
         g = fit_to(g, node)
         done[node] = g
+        if g not in GRAD_OF:
+            GRAD_OF[g] = node
         if node.is_leaf:
             continue
         needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)
