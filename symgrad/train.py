@@ -345,7 +345,7 @@ def _run_batches(fn, arrays: list[np.ndarray], order: np.ndarray, batch_size: in
 def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_size: int = 32,
         validation: Mapping[str | Node, Any] | None = None, early_stopping: int | None = None,
         min_delta: float = 0.0, restore_best: bool = True, seed: int | None = None, shuffle: bool = True,
-        target: str | None = None, threshold: float | None = None, eval_batch_size: int | None = None,
+        target: str | Node | None = None, threshold: float | None = None, eval_batch_size: int | None = None,
         verbose: int = 1) -> History:
     """Train ``step`` on ``data`` with shuffled mini-batches.
 
