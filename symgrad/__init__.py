@@ -24,6 +24,8 @@ from .ops.linalg import broadcast_to
 from .ops.sympy_funcs import relu as sympy_relu
 from .ops.sympy_funcs import sigmoid as sympy_sigmoid
 from .ops.sympy_funcs import softplus as sympy_softplus
+from .errors import GraphvizNotFoundError, RenderError
+from .render import draw, render
 from .testing import check_grad
 from . import nn
 from .errors import DependencyError, StateError, TrainingError

@@ -57,3 +57,13 @@ class TrainingError(SymgradError, ValueError):
 
 class DependencyError(SymgradError, ImportError):
     """An optional dependency (e.g. matplotlib for plots) is not installed."""
+
+
+class RenderError(SymgradError, ValueError):
+    """A drawing or a rendered file cannot be made (bad drawing option,
+    unknown format, Graphviz failed)."""
+
+
+class GraphvizNotFoundError(RenderError):
+    """The output format needs the system Graphviz ``dot``, which is not
+    installed (PNG, PDF); SVG and DOT work without it."""
