@@ -45,6 +45,9 @@ class OpDef:
     elementwise : whether the op maps entries independently (broadcasting).
     domain : per input, the (low, high) range gradient tests sample from.
     differentiable_inputs : which inputs carry gradients (int inputs do not).
+    matrix : ``matrix(node, args, mx) -> expr``: the op in matrix notation,
+        written with the vocabulary ``mx`` (:mod:`symgrad.formulas.notation`);
+        None prints the op as its label applied to its arguments (``σ(Z)``).
     """
 
     name: str
@@ -61,6 +64,7 @@ class OpDef:
     dtype: str = "float"
     attr_names: tuple = ()
     derivative_of: tuple | None = None  # (op name, input index) for derived ops
+    matrix: Callable[..., Any] | None = None  # matrix(node, args, notation) -> SymPy matrix notation
 
     def __repr__(self) -> str:
         return f"OpDef({self.name!r})"
@@ -225,7 +229,7 @@ def _elementwise_shape(name: str):
 def elementwise_op(name: str, scalar: Callable[..., sympy.Expr], impl: Callable | None = None, *,
                    nin: int = 1, label: str | None = None, vjp: VJP | None | str = "derive",
                    emit: Callable | None = None, domain: tuple | None = None,
-                   attr_names: tuple = (), derivative_of: tuple | None = None,
+                   attr_names: tuple = (), derivative_of: tuple | None = None, matrix: Callable | None = None,
                    differentiable: bool = True) -> OpDef:
     """Declare and register an elementwise op from its SymPy meaning.
 
@@ -242,7 +246,7 @@ def elementwise_op(name: str, scalar: Callable[..., sympy.Expr], impl: Callable 
     op = OpDef(name=name, nin=nin, shape=_elementwise_shape(name), impl=impl,
                sym=_elementwise_sym(scalar, nin), vjp=vjp, label=label or name, emit=emit,
                scalar=scalar, elementwise=True, domain=domain or ((-2.0, 2.0),) * nin,
-               attr_names=attr_names, derivative_of=derivative_of)
+               attr_names=attr_names, derivative_of=derivative_of, matrix=matrix)
     return register(op)
 
 

@@ -33,12 +33,13 @@ def _call(fn: str):
 
 # ------------------------------------------------------------ arithmetic
 elementwise_op("add", lambda a, b: a + b, np.add, nin=2, label="+", emit=_infix("+"),
-               vjp=lambda n, g, needs: (g, g))
+               vjp=lambda n, g, needs: (g, g), matrix=lambda n, a, mx: mx.add(n, a))
 elementwise_op("sub", lambda a, b: a - b, np.subtract, nin=2, label="−", emit=_infix("-"),
-               vjp=lambda n, g, needs: (g, -g if needs[1] else None))
+               vjp=lambda n, g, needs: (g, -g if needs[1] else None), matrix=lambda n, a, mx: mx.sub(n, a))
 elementwise_op("mul", lambda a, b: a * b, np.multiply, nin=2, label="×", emit=_infix("*"),
                vjp=lambda n, g, needs: (g * n.inputs[1] if needs[0] else None,
-                                        g * n.inputs[0] if needs[1] else None))
+                                        g * n.inputs[0] if needs[1] else None),
+               matrix=lambda n, a, mx: mx.mul(n, a))
 
 
 def _div_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -47,9 +48,9 @@ def _div_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 elementwise_op("div", lambda a, b: a / b, np.divide, nin=2, label="÷", emit=_infix("/"),
-               vjp=_div_vjp, domain=((-2.0, 2.0), POSITIVE))
+               vjp=_div_vjp, domain=((-2.0, 2.0), POSITIVE), matrix=lambda n, a, mx: mx.div(n, a))
 elementwise_op("neg", lambda a: -a, np.negative, label="−", emit=lambda args: f"-{args[0]}",
-               vjp=lambda n, g, needs: (-g,))
+               vjp=lambda n, g, needs: (-g,), matrix=lambda n, a, mx: mx.neg(n, a))
 
 
 def _pow_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -67,7 +68,7 @@ def _pow_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 elementwise_op("pow", lambda a, b: a ** b, np.power, nin=2, label="^", emit=_infix("**"),
-               vjp=_pow_vjp, domain=(POSITIVE, (-2.0, 2.0)))
+               vjp=_pow_vjp, domain=(POSITIVE, (-2.0, 2.0)), matrix=lambda n, a, mx: mx.power(n, a))
 
 # --------------------------------------------------------- transcendental
 elementwise_op("exp", sympy.exp, np.exp, label="exp", emit=_call("np.exp"),

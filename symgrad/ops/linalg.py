@@ -72,7 +72,8 @@ def _matmul_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 register(OpDef("matmul", 2, _matmul_shape, np.matmul, lambda a, b: objarray(np.matmul(a, b)),
-               vjp=_matmul_vjp, label="@", emit=lambda args: f"{args[0]} @ {args[1]}"))
+               vjp=_matmul_vjp, matrix=lambda n, a, mx: mx.matmul(n, a),
+               label="@", emit=lambda args: f"{args[0]} @ {args[1]}"))
 
 
 def matmul(a, b, name=None) -> Node:
@@ -99,6 +100,7 @@ def _emit_transpose(args, axes):
 
 register(OpDef("transpose", 1, _transpose_shape, lambda x, axes: np.transpose(x, axes),
                lambda x, axes: objarray(np.transpose(x, axes)), vjp=_transpose_vjp, label="ᵀ",
+               matrix=lambda n, a, mx: mx.transpose(n, a),
                emit=_emit_transpose, attr_names=("axes",)))
 
 
@@ -152,6 +154,7 @@ def _numpy_shape(shape):
 register(OpDef("reshape", 1, _reshape_shape, lambda x, shape: np.reshape(x, _numpy_shape(shape)),
                lambda x, shape: objarray(np.reshape(x, _numpy_shape(shape))),
                vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]),), label="reshape",
+               matrix=lambda n, a, mx: mx.reshape(n, a),
                emit=lambda args, shape: f"np.reshape({args[0]}, {_numpy_shape(shape)})",
                attr_names=("shape",)))
 
@@ -172,6 +175,7 @@ def _like_shape(nodes):
 register(OpDef("reshape_like", 2, _like_shape, runtime.reshape_like,
                lambda g, ref: objarray(np.reshape(g, ref.shape)),
                vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]), None), label="reshape",
+               matrix=lambda n, a, mx: mx.reshape(n, a),
                emit=lambda args: f"np.reshape({args[0]}, {args[1]}.shape)"))
 
 
@@ -190,6 +194,7 @@ def _broadcast_like_shape(nodes):
 register(OpDef("broadcast_like", 2, _broadcast_like_shape, runtime.broadcast_like,
                lambda g, ref: objarray(np.broadcast_to(g, ref.shape)),
                vjp=lambda n, g, needs: (g, None), label="broadcast",
+               matrix=lambda n, a, mx: mx.broadcast_like(n, a),
                emit=lambda args: f"np.broadcast_to({args[0]}, {args[1]}.shape)"))
 
 
@@ -210,6 +215,7 @@ def _broadcast_to_shape(nodes, shape):
 register(OpDef("broadcast_to", 1, _broadcast_to_shape, lambda g, shape: np.broadcast_to(g, shape),
                lambda g, shape: objarray(np.broadcast_to(g, shape)),
                vjp=lambda n, g, needs: (g,), label="broadcast", attr_names=("shape",),
+               matrix=lambda n, a, mx: mx.broadcast_like(n, a),
                emit=lambda args, shape: f"np.broadcast_to({args[0]}, {shape})"))
 
 
@@ -230,6 +236,7 @@ def _expand_shape(nodes, axis):
 register(OpDef("expand_dims", 1, _expand_shape, lambda x, axis: np.expand_dims(x, axis),
                lambda x, axis: objarray(np.expand_dims(x, axis)),
                vjp=lambda n, g, needs: (apply("sum", g, axis=n.attr("axis"), keepdims=False),),
+               matrix=lambda n, a, mx: mx.expand_dims(n, a),
                label="expand", emit=lambda args, axis: f"np.expand_dims({args[0]}, {axis})",
                attr_names=("axis",)))
 

@@ -67,11 +67,12 @@ def _emit_reduce(fn):
 
 register(OpDef("sum", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
                _obj(_sym_sum), label="Σ", emit=_emit_reduce("sum"), attr_names=("axis", "keepdims"),
-               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),)))
+               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),), matrix=lambda n, a, mx: mx.reduce_sum(n, a)))
 register(OpDef("mean", 1, _reduced_shape,
                lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
                _obj(_sym_mean), label="mean", emit=_emit_reduce("mean"), attr_names=("axis", "keepdims"),
-               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g) / _count(n),)))
+               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g) / _count(n),),
+               matrix=lambda n, a, mx: mx.reduce_mean(n, a)))
 
 
 def _max_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -93,7 +94,8 @@ def _count_shape(nodes, axis=None):
 register(OpDef("count", 1, _count_shape, runtime.count,
                lambda x, axis=None: objarray(sympy.Integer(int(np.prod(
                    [x.shape[a] for a in (range(x.ndim) if axis is None else axis)], dtype=np.int64)))),
-               vjp=lambda n, g, needs: (None,), label="N", attr_names=("axis",)))
+               vjp=lambda n, g, needs: (None,), label="N", attr_names=("axis",),
+               matrix=lambda n, a, mx: mx.count(n, a)))
 
 
 def _reduction(opname: str, x, axis, keepdims: bool, name) -> Node:

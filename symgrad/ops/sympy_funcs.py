@@ -45,7 +45,7 @@ class sigmoid(sympy.Function):
 
     def _pretty(self, printer):
         from sympy.printing.pretty.stringpict import prettyForm
-        return prettyForm(*printer._print(self.args[0]).parens().left("σ"))
+        return prettyForm(*prettyForm(*printer._print(self.args[0]).parens()).left("σ"))
 
     def _numpycode(self, printer):
         return "sigmoid(%s)" % printer._print(self.args[0])
@@ -99,7 +99,7 @@ class step(sympy.Function):
 
     def _pretty(self, printer):
         from sympy.printing.pretty.stringpict import prettyForm
-        return prettyForm(*printer._print(self.args[0]).parens().left("𝟙"))
+        return prettyForm(*prettyForm(*printer._print(self.args[0]).parens()).left("𝟙"))
 
     def _numpycode(self, printer):
         return "step(%s)" % printer._print(self.args[0])
@@ -129,7 +129,7 @@ class relu(sympy.Function):
 
     def _pretty(self, printer):
         from sympy.printing.pretty.stringpict import prettyForm
-        return prettyForm(*printer._print(self.args[0]).parens().left("ReLU"))
+        return prettyForm(*prettyForm(*printer._print(self.args[0]).parens()).left("ReLU"))
 
     def _numpycode(self, printer):
         return "relu(%s)" % printer._print(self.args[0])

@@ -1,0 +1,223 @@
+"""Backpropagation as a system of equations, read off the backward graph.
+
+:func:`symgrad.adjoints` maps each forward node to its cotangent node.
+Each named intermediate ``z1`` gets an adjoint symbol ``δ_z1`` standing
+for its cotangent node, every parameter ``W`` an equation for ``∂L/∂W``;
+each right-hand side is the formula of that cotangent node with the
+cotangents of later named nodes kept as their δ symbols, so the system
+reads as the textbook recursion (δ_Z1 = δ_A1 ⊙ σ′(Z1), ∂L/∂W1 = Xᵀ δ_Z1).
+Unnamed intermediates are folded into the equations of named ones: name
+the nodes you want to see with ``node.named("z1")``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import sympy
+
+from ..autodiff import adjoints
+from ..errors import GradError, GraphError
+from ..evaluate import evaluate, resolve_feeds
+from ..graph import Graph, Node, as_node_list
+from .build import MATRIX, SCALAR, Builder, finish
+from .notation import leaf_symbol
+from .numeric import numeric
+from .printing import DELTA, Printable, join_pretty, partial_latex, partial_text, symbol_text, to_latex
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Equation:
+    """``lhs = rhs``.  kind: "forward" (a named value), "delta" (an adjoint) or "grad" (∂L/∂param)."""
+
+    kind: str
+    node: Node  # the forward node it is about
+    lhs: Any  # the symbol defined (for "grad": the param's symbol)
+    rhs: Any
+    adjoint: Node | None  # the backward node (None for forward equations)
+
+
+class BackpropEquations(Printable):
+    """The result of :func:`backprop_equations`.
+
+    Attributes
+    ----------
+    loss : the loss node; ``loss_symbol`` its symbol (its name, or L).
+    forward : the :class:`Equation` list defining the named intermediates.
+    equations : the backward system in order: each δ after the δs it
+        uses, each parameter gradient right after the δs it needs.
+    """
+
+    def __init__(self, loss: Node, loss_symbol: Any, forward: list, equations: list):
+        self.loss, self.loss_symbol = loss, loss_symbol
+        self.forward, self.equations = forward, equations
+
+    def __len__(self) -> int:
+        return len(self.equations)
+
+    def __iter__(self):
+        return iter(self.equations)
+
+    def lhs_text(self, eq: Equation) -> str:
+        if eq.kind == "grad":
+            return partial_text(self.loss_symbol, eq.lhs)
+        return symbol_text(eq.lhs)
+
+    def lhs_latex(self, eq: Equation) -> str:
+        if eq.kind == "grad":
+            return partial_latex(self.loss_symbol, eq.lhs)
+        return to_latex(eq.lhs)
+
+    def labels(self) -> list[str]:
+        return [_label(self.loss_symbol, eq) for eq in self.equations]
+
+    def pretty(self) -> str:
+        lines = ["forward:"] + [join_pretty(["  ", self.lhs_text(e), " = ", e.rhs]) for e in self.forward]
+        lines += ["backward:"] + [join_pretty(["  ", self.lhs_text(e), " = ", e.rhs]) for e in self.equations]
+        return "\n".join(lines)
+
+    def latex(self) -> str:
+        """The forward definitions and the backward equations as one LaTeX ``aligned`` block."""
+        rows = [r"%s &= %s" % (self.lhs_latex(e), to_latex(e.rhs)) for e in self.forward]
+        back = [r"%s &= %s" % (self.lhs_latex(e), to_latex(e.rhs)) for e in self.equations]
+        sep = r" \\[6pt] " if rows and back else ""
+        return r"\begin{aligned}" + r" \\ ".join(rows) + sep + r" \\ ".join(back) + r"\end{aligned}"
+
+    def evaluate(self, feeds: Mapping | None = None) -> dict[str, Any]:
+        """Numbers for every equation, computed from the printed right-hand sides.
+
+        Forward values of the named nodes come from :func:`symgrad.evaluate`;
+        each backward equation is then computed in order from its SymPy
+        right-hand side with the values found so far.  Returns
+        ``{label: array}`` with labels such as ``"δ_Z1"`` and ``"∂L/∂W1"``.
+        """
+        graph = Graph(self.loss)
+        fed = resolve_feeds(graph, feeds)
+        env: dict[str, Any] = {}
+        for leaf in graph.leaves:
+            if leaf.kind in ("var", "param"):
+                env[leaf.name] = fed[leaf] if leaf in fed else leaf.value
+                for d, size in zip(leaf.shape, np.shape(env[leaf.name])):
+                    if isinstance(d, str):
+                        env[d] = size
+        named = [e.node for e in self.forward]
+        shapes = {}
+        for node, val in zip(named, evaluate(named + [self.loss], feeds)[:-1] if named else []):
+            env[str(_name(node, self.loss_symbol, self.loss))] = val
+            shapes[node] = np.shape(val)
+        out = {}
+        for eq in self.equations:
+            val = numeric(eq.rhs, env)
+            shape = eq.node.shape if eq.kind == "grad" else shapes.get(eq.node, np.shape(val))
+            val = np.asarray(val, dtype=np.float64).reshape(_concrete(shape, env))
+            label = _label(self.loss_symbol, eq)
+            out[label] = val
+            if eq.kind == "delta":
+                env[str(eq.lhs)] = val
+        return out
+
+    def __repr__(self) -> str:
+        return f"<BackpropEquations: {len(self.forward)} forward, {len(self.equations)} backward>"
+
+
+def _target_symbol(t: Node) -> sympy.Symbol:
+    return sympy.Symbol(t.name if t.name else f"u_{t.id}", real=True)
+
+
+def _concrete(shape: tuple, env: dict) -> tuple:
+    return tuple(int(env[d]) if isinstance(d, str) else int(d) for d in shape)
+
+
+def _label(loss_symbol: Any, eq: Equation) -> str:
+    if eq.kind == "grad":
+        return f"∂{loss_symbol}/∂{eq.lhs}"
+    return str(eq.lhs)
+
+
+def _name(node: Node, loss_symbol: Any, loss: Node) -> Any:
+    return loss_symbol if node is loss else node.name
+
+
+def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None) -> BackpropEquations:
+    """The backward pass of ``loss`` as an ordered system of equations.
+
+    Parameters
+    ----------
+    loss : a scalar node.
+    wrt : the nodes to differentiate with respect to (default: every param).
+
+    Returns
+    -------
+    :class:`BackpropEquations`: ``.forward`` (the named intermediates),
+    ``.equations`` (one δ per named intermediate on a path to the loss and
+    one gradient per ``wrt`` node), printable as unicode (``str``) and as a
+    LaTeX ``aligned`` block (``.latex()``); ``.evaluate(feeds)`` computes
+    every equation numerically.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x, y, w = sg.var("x"), sg.var("y"), sg.param("w", 0.5)
+    >>> a = sg.sigmoid(w * x).named("a")
+    >>> eqs = sg.backprop_equations(sg.losses.mse(a, y))
+    >>> [str(e.lhs) for e in eqs.equations]
+    ['δ_a', 'w']
+    >>> eqs.equations[1].rhs
+    x*δ_a*sigmoid_prime(w*x)
+    """
+    if not isinstance(loss, Node):
+        raise GraphError(f"backprop_equations: loss must be a Node, got {type(loss).__name__}")
+    graph = Graph(loss)
+    targets = graph.params if wrt is None else as_node_list(wrt, "backprop_equations")
+    if not targets:
+        raise GradError(f"backprop_equations: {loss.describe()} has no params; pass wrt=[...]")
+    adj = adjoints(loss, targets)
+    names = {n.name for n in graph.order if n.name}
+    loss_name = loss.name or ("L" if "L" not in names else "loss")
+    named = [n for n in graph.order if n.name is not None and not n.is_leaf and n is not loss]
+    by_name: dict[str, Node] = {}
+    for n in named + [n for n in graph.order if n.kind in ("var", "param")]:
+        other = by_name.setdefault(n.name, n)
+        if other is not n:
+            raise GraphError(f"backprop_equations: two different nodes are both named {n.name!r}")
+    if loss.name is None and loss_name in by_name:
+        raise GraphError(f"backprop_equations: name the loss (loss.named(...)); {loss_name!r} is taken")
+    loss_symbol = leaf_symbol(loss_name, ())
+    symbols: dict[Node, Any] = {n: leaf_symbol(n.name, n.shape) for n in named}
+    symbols[loss] = loss_symbol
+
+    backward = list(reversed(graph.order))
+    deltas: dict[Node, Any] = {}
+    for n in backward:
+        if n in symbols and n is not loss and n in adj and adj[n] not in deltas:
+            deltas[adj[n]] = leaf_symbol(DELTA + n.name, n.shape)
+    back_nodes = Graph(list(adj.values())).order
+    mode = SCALAR if all(n.shape == () for n in graph.order + back_nodes) else MATRIX
+    builder = Builder(mode, {**symbols, **deltas}, opaque=True)
+    kept = {**symbols, **deltas}
+
+    def rhs(node: Node, own: Any) -> Any:
+        if node in kept and kept[node] is not own:
+            return kept[node]
+        expr = builder.define(node) if not node.is_leaf else builder.value(node)
+        return finish(expr, kept, own) if mode == SCALAR else expr
+
+    forward = [Equation("forward", n, symbols[n], rhs(n, symbols[n]), None)
+               for n in graph.order if n in symbols]
+    # each gradient right after the last of its consumers' δs
+    position = {n: i for i, n in enumerate(backward)}
+    due: dict[int, list[Node]] = {}
+    for t in targets:
+        if t not in adj:
+            continue
+        users = [position[c] for c in graph.nx.successors(t) if c in adj]
+        due.setdefault(max(users, default=-1), []).append(t)
+    equations = [Equation("grad", t, _target_symbol(t), rhs(adj[t], None), adj[t]) for t in due.get(-1, [])]
+    for i, n in enumerate(backward):
+        if n in symbols and n is not loss and n in adj:
+            own = leaf_symbol(DELTA + n.name, n.shape)
+            equations.append(Equation("delta", n, own, rhs(adj[n], own), adj[n]))
+        for t in due.get(i, []):
+            equations.append(Equation("grad", t, _target_symbol(t), rhs(adj[t], None), adj[t]))
+    return BackpropEquations(loss, loss_symbol, forward, equations)

@@ -1,0 +1,413 @@
+"""Graph nodes -> SymPy, in three forms.
+
+* scalar graphs: a ``sympy.Expr`` from each op's ``sym`` rule applied to
+  0-d object arrays;
+* tensor graphs: matrix notation from each op's ``matrix`` rule (see
+  :mod:`.notation`);
+* ``expand``: an object array of one formula per entry, from the ``sym``
+  rules applied to arrays of entry symbols (``W1[0,1]``).
+
+Nothing is differentiated here: a gradient node already *is* the chain
+rule, written in ops, and its formula is read off the same way as any
+other node's.  Products and sums of scalar nodes are collected flat
+before SymPy sees them (SymPy re-sorts a product on every
+multiplication, which is quadratic on a deep chain); which ops are
+products and sums is read from their SymPy meaning.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy
+
+from ..errors import GraphError, ShapeError
+from ..graph import Node
+from ..ops.base import objarray
+from . import notation
+from .notation import OpFunction, const_number, const_value, leaf_symbol, op_function
+
+SCALAR, MATRIX, EXPAND = "scalar", "matrix", "expand"
+#: expressions with more nodes than this are not passed to sympy.simplify
+SIMPLIFY_LIMIT = 150
+
+_const_numbers = np.frompyfunc(const_number, 1, 1)
+_ARITH: dict = {}
+
+
+def arith_kind(op) -> str | None:
+    """'mul', 'add', 'sub', 'div' or 'neg' when the op's SymPy meaning is that; else None."""
+    if op.name in _ARITH:
+        return _ARITH[op.name]
+    kind = None
+    if op.elementwise and op.scalar is not None and not op.attr_names and op.nin in (1, 2):
+        ts = sympy.symbols("t0:2")
+        try:
+            e = sympy.sympify(op.scalar(*ts[:op.nin]))
+        except Exception:  # noqa: BLE001  a meaning that needs more than symbols is not arithmetic
+            e = None
+        a, b = ts
+        table = {2: (("mul", a * b), ("add", a + b), ("sub", a - b), ("div", a / b)), 1: (("neg", -a),)}
+        for name, ref in table[op.nin]:
+            if e == ref:
+                kind = name
+    _ARITH[op.name] = kind
+    return kind
+
+
+class _Lazy:
+    """A product or sum of parts, flattened into one SymPy Mul/Add when needed."""
+
+    __slots__ = ("kind", "parts", "flat")
+
+    def __init__(self, kind: str, parts: tuple):
+        self.kind, self.parts, self.flat = kind, parts, None
+
+    def flatten(self) -> list:
+        if self.flat is None:
+            out, stack = [], [self]
+            while stack:
+                for p in stack.pop().parts:
+                    if isinstance(p, _Lazy) and p.kind == self.kind and p.flat is None:
+                        stack.append(p)
+                    elif isinstance(p, _Lazy) and p.kind == self.kind:
+                        out.extend(p.flat)
+                    else:
+                        out.append(p)
+            self.flat = out
+        return self.flat
+
+
+def entry_symbols(name: str, shape: tuple) -> np.ndarray:
+    """Per-entry real symbols ``W1[0,1]`` (a plain symbol for a scalar)."""
+    out = np.empty(shape, dtype=object)
+    for idx in np.ndindex(*shape):
+        label = name if not shape else f"{name}[{','.join(str(i) for i in idx)}]"
+        out[idx] = sympy.Symbol(label, real=True)
+    return out
+
+
+class Builder:
+    """Computes SymPy values of nodes; nodes in ``symbols`` stand for themselves.
+
+    ``opaque``: scalar derivative ops (σ′, ∂bce/∂p, ...) stay unexpanded
+    functions.  ``dims`` binds symbolic dims to sizes in expand mode.
+    """
+
+    def __init__(self, mode: str, symbols: dict | None = None, opaque: bool = False, dims: dict | None = None):
+        self.mode = mode
+        self.symbols = dict(symbols or {})
+        self.opaque = opaque
+        self.dims = dict(dims or {})
+        self.values: dict[Node, Any] = {}
+        self._memo: dict[int, tuple] = {}
+
+    # ------------------------------------------------------------ API
+    def value(self, node: Node) -> Any:
+        """The node's formula, or its symbol when it has one."""
+        self._ensure([node])
+        return self.materialize(self.values[node])
+
+    def define(self, node: Node) -> Any:
+        """The node's formula in terms of its inputs' values (never its own symbol)."""
+        if node.is_leaf:
+            return self._leaf(node) if node not in self.symbols else self.symbols[node]
+        self._ensure(node.inputs)
+        return self.materialize(self._apply(node, [self.values[i] for i in node.inputs]))
+
+    # ------------------------------------------------------- internals
+    def _ensure(self, roots) -> None:
+        need, seen, stack = [], set(), list(roots)
+        while stack:
+            n = stack.pop()
+            if n in self.values or n in seen:
+                continue
+            seen.add(n)
+            need.append(n)
+            if n not in self.symbols and not n.is_leaf:
+                stack.extend(n.inputs)
+        for n in sorted(need, key=lambda n: n.id):  # ids grow along every edge
+            if n in self.symbols:
+                self.values[n] = self.symbols[n]
+            elif n.is_leaf:
+                self.values[n] = self._leaf(n)
+            else:
+                self.values[n] = self._apply(n, [self.values[i] for i in n.inputs])
+
+    def _shape(self, node: Node) -> tuple:
+        out = []
+        for d in node.shape:
+            if isinstance(d, str):
+                if d not in self.dims:
+                    raise ShapeError(f"formula: expand needs a size for dim {d!r} of {node.describe()}; "
+                                     f"pass expand={{{d!r}: 2}}, for example")
+                d = int(self.dims[d])
+            out.append(d)
+        return tuple(out)
+
+    def _leaf(self, node: Node) -> Any:
+        if node.kind == "const":
+            if self.mode == SCALAR:
+                return const_number(node.value)
+            if self.mode == MATRIX:
+                return const_value(node.value)
+            return objarray(_const_numbers(node.value))
+        if self.mode == EXPAND:
+            return entry_symbols(node.name, self._shape(node))
+        return leaf_symbol(node.name, node.shape)
+
+    def _apply(self, node: Node, args: list) -> Any:
+        op, attrs = node.op, dict(node.attrs)
+        if self.mode == EXPAND:
+            return objarray(op.sym(*args, **attrs))
+        if self.mode == MATRIX:
+            args = [self.materialize(a) for a in args]
+            if node.shape == () and all(i.shape == () for i in node.inputs) and op.elementwise:
+                return self._scalar_apply(node, args)
+            rule = op.matrix
+            return rule(node, args, notation) if rule is not None else notation.generic(node, args)
+        return self._scalar_apply(node, args)
+
+    def _scalar_apply(self, node: Node, args: list) -> Any:
+        op = node.op
+        kind = arith_kind(op)
+        if kind == "mul":
+            return _Lazy("mul", (args[0], args[1]))
+        if kind == "add":
+            return _Lazy("add", (args[0], args[1]))
+        if kind == "sub":
+            return _Lazy("add", (args[0], _Lazy("mul", (sympy.S.NegativeOne, args[1]))))
+        if kind == "neg":
+            return _Lazy("mul", (sympy.S.NegativeOne, args[0]))
+        if kind == "div":
+            return _Lazy("mul", (args[0], sympy.Pow(self.materialize(args[1]), -1)))
+        args = [self.materialize(a) for a in args]
+        if self.opaque and op.derivative_of is not None and op.scalar is not None and op.label.endswith("′"):
+            return op_function(op, node.attrs)(*args)
+        out = op.sym(*[objarray(a) for a in args], **dict(node.attrs))
+        return np.asarray(out, dtype=object).reshape(())[()]
+
+    def materialize(self, v: Any) -> Any:
+        """Turn a lazy product/sum into SymPy (once; shared parts are shared)."""
+        if not isinstance(v, _Lazy):
+            return v
+        memo = self._memo
+        stack = [(v, False)]
+        while stack:
+            lz, ready = stack.pop()
+            if id(lz) in memo:
+                continue
+            parts = lz.flatten()
+            if not ready:
+                stack.append((lz, True))
+                stack.extend((p, False) for p in parts if isinstance(p, _Lazy) and id(p) not in memo)
+            else:
+                vals = [memo[id(p)][1] if isinstance(p, _Lazy) else p for p in parts]
+                memo[id(lz)] = (lz, sympy.Mul(*vals) if lz.kind == "mul" else sympy.Add(*vals))
+        return memo[id(v)][1]
+
+
+# ----------------------------------------------------------- keep sets
+def reachable(node: Node, stop=lambda n: False) -> list[Node]:
+    """Nodes ``node`` depends on, not looking behind nodes where ``stop`` is true."""
+    seen, stack, out = {node}, [node], []
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        if n is not node and stop(n):
+            continue
+        for i in n.inputs:
+            if i not in seen:
+                seen.add(i)
+                stack.append(i)
+    return out
+
+
+def keep_symbols(node: Node, keep: Any) -> tuple[dict, list[Node]]:
+    """Resolve ``keep`` (None, "named", nodes or names) to {node: symbol}; also return the nodes reached."""
+    if keep is None:
+        nodes = reachable(node)
+        _check_names(n for n in nodes if n.is_leaf)
+        return {}, nodes
+    if isinstance(keep, str) and keep == "named":
+        kept_pred = lambda n: n.name is not None and not n.is_leaf  # noqa: E731
+        nodes = reachable(node, kept_pred)
+        kept = [n for n in nodes if n is not node and kept_pred(n)]
+    else:
+        if isinstance(keep, (Node, str)):
+            keep = [keep]
+        try:
+            wanted = list(keep)
+        except TypeError:
+            raise GraphError(f"formula: keep must be None, 'named' or a list of nodes, got {keep!r}") from None
+        by_name = {}
+        for n in reachable(node):
+            if n.name is not None and not n.is_leaf:
+                by_name.setdefault(n.name, n)
+        chosen = set()
+        for k in wanted:
+            if isinstance(k, str):
+                if k not in by_name:
+                    raise GraphError(f"formula: keep: no intermediate node named {k!r} in the graph of "
+                                     f"{node.describe()}")
+                k = by_name[k]
+            if not isinstance(k, Node):
+                raise GraphError(f"formula: keep entries must be nodes or names, got {k!r}")
+            if k.is_leaf:
+                continue
+            if k.name is None:
+                raise GraphError(f"formula: keep: {k!r} has no name; name it with node.named('z1')")
+            chosen.add(k)
+        nodes = reachable(node, lambda n: n in chosen)
+        kept = [n for n in nodes if n is not node and n in chosen]
+    _check_names([n for n in nodes if n.is_leaf] + kept)
+    return {n: None for n in kept}, nodes
+
+
+def _check_names(nodes) -> None:
+    by_name: dict[str, Node] = {}
+    for n in nodes:
+        if n.name is None or n.kind == "const":
+            continue
+        other = by_name.setdefault(n.name, n)
+        if other is not n:
+            raise GraphError(f"formula: two different nodes are both named {n.name!r} ({other!r} and {n!r}); "
+                             f"names must be unique to print formulas in them")
+
+
+def mode_for(nodes: list[Node], expand: Any) -> str:
+    if expand is not False and expand is not None:
+        return EXPAND
+    return SCALAR if all(n.shape == () for n in nodes) else MATRIX
+
+
+# --------------------------------------------------------- simplifying
+def size(expr: Any, limit: int) -> int:
+    """Number of tree nodes of ``expr``, counting stops after ``limit``."""
+    n = 0
+    for _ in sympy.preorder_traversal(expr):
+        n += 1
+        if n > limit:
+            break
+    return n
+
+
+def tidy(expr: Any, limit: int = SIMPLIFY_LIMIT) -> Any:
+    """sympy.simplify for expressions of at most ``limit`` nodes; larger ones are left as built."""
+    if isinstance(expr, sympy.Expr) and not isinstance(expr, sympy.MatrixExpr) and size(expr, limit) <= limit:
+        if any(isinstance(a, notation.OpScalar) for a in sympy.preorder_traversal(expr)):
+            return expr
+        return sympy.simplify(expr)
+    return expr
+
+
+def expand_opaque(expr: Any, refold: dict) -> Any:
+    """Replace unexpanded derivative functions by their meaning, then kept meanings by their names."""
+    out = expr.replace(lambda e: isinstance(e, OpFunction), lambda e: e.meaning())
+    return out.xreplace(refold) if refold else out
+
+
+def refold_map(symbols: dict) -> dict:
+    """{meaning of a kept node in its inputs' symbols: its symbol}, for kept nodes of leaves/kept inputs.
+
+    After ``a = σ(z)`` is kept, a later ``σ(z)(1 − σ(z))`` reads ``a(1 − a)``.
+    """
+    out = {}
+    for node, sym in symbols.items():
+        if node.is_leaf or not node.op.elementwise or arith_kind(node.op) is not None:
+            continue
+        if not all(i.is_leaf or i in symbols for i in node.inputs):
+            continue
+        if any(i.shape != () for i in node.inputs) or node.shape != ():
+            continue
+        args = [symbols[i] if i in symbols else
+                (const_number(i.value) if i.kind == "const" else sympy.Symbol(i.name, real=True))
+                for i in node.inputs]
+        meaning = np.asarray(node.op.sym(*[objarray(a) for a in args], **dict(node.attrs)), dtype=object)[()]
+        if not isinstance(meaning, sympy.Symbol) and not meaning.is_number:
+            out[meaning] = sym
+    return out
+
+
+def ops_count(expr: Any) -> int:
+    return int(sympy.count_ops(expr, visual=False))
+
+
+# ---------------------------------------------------------------- formula
+def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
+    """The formula of ``node`` as a SymPy object.
+
+    Parameters
+    ----------
+    node : any node: a forward value, a loss, or a gradient from
+        :func:`symgrad.grad`.
+    keep : None for the closed form in the leaves (vars, params, consts);
+        ``"named"`` to write it in every named intermediate node
+        (``node.named("z1")``, ``name=...``); or a list of such nodes or
+        their names.
+    expand : ``True`` (or a dict binding symbolic dims, ``{"batch": 2}``)
+        for one scalar formula per entry of a tensor node.
+
+    Returns
+    -------
+    ``sympy.Expr`` for scalar graphs (simplified when small); a SymPy
+    matrix expression (``X W₁ + 𝟙 b₁ᵀ``, ``Wᵀ δ ⊙ σ′(Z)``) for tensor
+    graphs; a ``sympy.Matrix`` of entry formulas with ``expand``
+    (``sympy.Array`` beyond two dims).  Leaves are real symbols named by
+    the node name; float constants become exact rationals (0.1 -> 1/10).
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x, w, b = sg.var("x"), sg.param("w", 0.5), sg.param("b", 0.1)
+    >>> sg.formula(sg.sigmoid(w * x + b))
+    sigmoid(b + w*x)
+    >>> sg.formula(sg.grad(sg.sigmoid(w * x + b), w))
+    x*(1 - sigmoid(b + w*x))*sigmoid(b + w*x)
+    """
+    if not isinstance(node, Node):
+        raise GraphError(f"formula: expected a Node, got {type(node).__name__} ({node!r})")
+    marks, nodes = keep_symbols(node, keep)
+    mode = mode_for(nodes, expand)
+    dims = expand if isinstance(expand, dict) else {}
+    if mode == EXPAND:
+        symbols = {}
+        b = Builder(EXPAND, dims=dims)
+        for n in marks:
+            symbols[n] = entry_symbols(n.name, b._shape(n))
+        b.symbols = symbols
+        out = b.define(node)
+        entries = np.asarray(out, dtype=object)
+        entries = np.vectorize(lambda e: tidy(e, 60), otypes=[object])(entries) if entries.size else entries
+        if entries.ndim <= 2:
+            return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist())
+        return sympy.Array(entries.tolist())
+    symbols = {n: leaf_symbol(n.name, n.shape) for n in marks}
+    b = Builder(mode, symbols, opaque=keep is not None)
+    expr = b.define(node)
+    if mode == MATRIX:
+        return expr
+    return finish(expr, symbols if keep is not None else None)
+
+
+def finish(expr: Any, symbols: dict | None, own: Any = None) -> Any:
+    """Simplify a scalar formula: closed forms fully; with kept symbols, the shorter of the
+    unexpanded (``σ′(z)``) and the expanded-and-refolded (``a(1 − a)``) forms.  ``own`` is the
+    symbol being defined, never refolded into its own definition."""
+    if symbols is None:
+        return tidy(expr)
+    if size(expr, SIMPLIFY_LIMIT) > SIMPLIFY_LIMIT:
+        return expr
+    short = tidy(expr)
+    refold = {k: v for k, v in refold_map(symbols).items() if v != own}
+    long = tidy(expand_opaque(expr, refold))
+    return long if ops_count(long) < ops_count(short) else short
+
+
+def notation_shape(shape: tuple) -> tuple:
+    """NumPy shape -> the 2-D shape of its matrix form (columns for vectors, 1×1 for scalars)."""
+    if len(shape) == 0:
+        return (1, 1)
+    if len(shape) == 1:
+        return (shape[0], 1)
+    return shape

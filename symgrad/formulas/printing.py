@@ -1,0 +1,188 @@
+"""LaTeX and unicode printing of formulas, chain rules and backprop equations.
+
+SymPy's printers with a few textbook conventions: the Hadamard product is
+``⊙``, the ones matrix is a bold 1, adjoints print as ``δ_{z₁}`` and entry
+symbols ``W1[0,1]`` as ``(W₁)_{0,1}``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sympy
+from sympy.matrices.expressions.hadamard import HadamardProduct
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.pretty_symbology import pretty_symbol, pretty_use_unicode
+from sympy.printing.pretty.stringpict import prettyForm
+
+from ..errors import GraphError
+from ..graph import Node
+
+#: prefix of the name of an adjoint symbol (δ_z1 is the cotangent of z1)
+DELTA = "δ_"
+_ENTRY = re.compile(r"^(?P<base>.+)\[(?P<index>[0-9,]+)\]$")
+
+
+class _Latex(LatexPrinter):
+    def _print_HadamardProduct(self, expr):
+        return r" \odot ".join(self.parenthesize(a, sympy.printing.precedence.PRECEDENCE["Mul"], strict=True)
+                               for a in expr.args)
+
+    def _print_OneMatrix(self, expr):
+        return r"\mathbf{1}"
+
+    def _print_Symbol(self, expr, style="plain"):
+        name = expr.name
+        if name.startswith(DELTA) and len(name) > len(DELTA):
+            return r"\delta_{%s}" % self._print_Symbol(sympy.Symbol(name[len(DELTA):]), style)
+        m = _ENTRY.match(name)
+        if m:
+            base = self._print_Symbol(sympy.Symbol(m["base"]), style)
+            base = r"\left(%s\right)" % base if "_" in base or "^" in base else base
+            return r"%s_{%s}" % (base, m["index"])
+        return super()._print_Symbol(expr, style)
+
+
+class _Pretty(PrettyPrinter):
+    def _print_HadamardProduct(self, expr):
+        from sympy.matrices.expressions.matadd import MatAdd
+        from sympy.matrices.expressions.matmul import MatMul
+        return self._print_seq(expr.args, None, None, " ⊙ ",
+                               parenthesize=lambda x: isinstance(x, (MatAdd, MatMul, HadamardProduct)))
+
+    def _print_Symbol(self, e, bold_name=False):
+        name = e.name
+        if name.startswith(DELTA) and len(name) > len(DELTA):
+            return prettyForm("δ_" + pretty_symbol(name[len(DELTA):], bold_name))
+        m = _ENTRY.match(name)
+        if m:
+            return prettyForm(pretty_symbol(m["base"], bold_name) + f"[{m['index']}]")
+        return super()._print_Symbol(e, bold_name)
+
+
+class Printable:
+    """Base of the objects :func:`latex` and :func:`pretty` print by their own methods."""
+
+    def latex(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def pretty(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.pretty()
+
+    def _repr_latex_(self) -> str:
+        return "$$" + self.latex() + "$$"
+
+
+def _resolve(obj: Any, what: str, kwargs: dict) -> Any:
+    if isinstance(obj, Node):
+        from .build import formula
+        return formula(obj, **kwargs)
+    if kwargs:
+        raise GraphError(f"{what}: formula options {sorted(kwargs)} only apply to a Node")
+    if isinstance(obj, (sympy.Basic, sympy.MatrixBase, sympy.NDimArray, Printable, int, float)):
+        return obj
+    raise GraphError(f"{what}: expected a Node, a formula or a chain-rule/backprop object, "
+                     f"got {type(obj).__name__}")
+
+
+def latex(obj: Any, **formula_options: Any) -> str:
+    """LaTeX of a node's formula, a SymPy formula, a chain rule or backprop equations.
+
+    Parameters
+    ----------
+    obj : a Node (printed as ``formula(obj, **formula_options)``), a
+        SymPy object, or the result of :func:`chain_rule` /
+        :func:`backprop_equations`.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x, w = sg.var("x"), sg.param("w", 0.5)
+    >>> sg.latex(sg.sigmoid(w * x))
+    '\\\\sigma\\\\left(w x\\\\right)'
+    """
+    obj = _resolve(obj, "latex", formula_options)
+    if isinstance(obj, Printable):
+        return obj.latex()
+    return to_latex(obj)
+
+
+def to_latex(expr: Any) -> str:
+    return _Latex().doprint(sympy.sympify(expr) if isinstance(expr, (int, float)) else expr)
+
+
+def pretty(obj: Any, **formula_options: Any) -> str:
+    """Unicode (2-D, SymPy pretty-printer) text of the same objects as :func:`latex`.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x, w = sg.var("x"), sg.param("w", 0.5)
+    >>> print(sg.pretty(sg.sigmoid(w * x)))
+    σ(w⋅x)
+    """
+    obj = _resolve(obj, "pretty", formula_options)
+    if isinstance(obj, Printable):
+        return obj.pretty()
+    return to_pretty(obj)
+
+
+def pretty_form(expr: Any) -> prettyForm:
+    """A SymPy prettyForm (for composing equations side by side)."""
+    flag = pretty_use_unicode(True)
+    try:
+        return _Pretty({"use_unicode": True, "wrap_line": False})._print(sympy.sympify(expr)
+                                                                         if isinstance(expr, (int, float))
+                                                                         else expr)
+    finally:
+        pretty_use_unicode(flag)
+
+
+def to_pretty(expr: Any) -> str:
+    flag = pretty_use_unicode(True)
+    try:
+        return _Pretty({"use_unicode": True, "wrap_line": False}).doprint(
+            sympy.sympify(expr) if isinstance(expr, (int, float)) else expr)
+    finally:
+        pretty_use_unicode(flag)
+
+
+def join_pretty(parts: list) -> str:
+    """Strings and SymPy objects side by side on a common baseline, as text."""
+    flag = pretty_use_unicode(True)
+    try:
+        printer = _Pretty({"use_unicode": True, "wrap_line": False})
+        out = prettyForm("")
+        for p in parts:
+            form = prettyForm(p) if isinstance(p, str) else printer._print(
+                sympy.sympify(p) if isinstance(p, (int, float)) else p)
+            out = prettyForm(*out.right(form))
+        return out.render(wrap_line=False)
+    finally:
+        pretty_use_unicode(flag)
+
+
+def symbol_text(sym: Any) -> str:
+    """One-line unicode of a symbol (``W₁``, ``δ_z₁``)."""
+    return to_pretty(sym)
+
+
+def partial_latex(num: Any, den: Any) -> str:
+    return r"\frac{\partial %s}{\partial %s}" % (to_latex(num), to_latex(den))
+
+
+def partial_text(num: Any, den: Any) -> str:
+    return f"∂{symbol_text(num)}/∂{symbol_text(den)}"
+
+
+def number_text(v: Any) -> str:
+    """A float as short text (``0.3291``); arrays via NumPy."""
+    import numpy as np
+    arr = np.asarray(v)
+    if arr.ndim == 0:
+        return f"{float(arr):.6g}"
+    return np.array2string(arr, precision=4, suppress_small=True)
