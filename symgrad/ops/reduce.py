@@ -33,6 +33,14 @@ def _count(node: Node) -> Node:
     return const(float(n)) if n is not None else apply("count", x, axis=axis)
 
 
+def _mean_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    count = _count(n)
+    g = _keepdims_cotangent(n, g)
+    if count.kind == "const" and count.value == 1.0:  # mean over a single entry
+        return (g,)
+    return (g / count,)
+
+
 def _obj(fn):
     return lambda x, axis=None, keepdims=False: objarray(fn(x, axis, keepdims))
 
@@ -71,7 +79,7 @@ register(OpDef("sum", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np
 register(OpDef("mean", 1, _reduced_shape,
                lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
                _obj(_sym_mean), label="mean", emit=_emit_reduce("mean"), attr_names=("axis", "keepdims"),
-               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g) / _count(n),),
+               vjp=_mean_vjp,
                matrix=lambda n, a, mx: mx.reduce_mean(n, a)))
 
 
