@@ -64,7 +64,7 @@ NODE_STYLES: dict[str, tuple[dict[str, str], str]] = {
                      "fontcolor": "#3b0764"}, "backward operation"),
     "backward_const": ({"shape": "box", "style": "filled", "fillcolor": "#faf5ff", "color": "#c4b5fd",
                         "fontcolor": "#3b0764", "fontsize": "10"}, "backward constant"),
-    "layer_grad": ({"shape": "box3d", "style": "filled", "fillcolor": "#f3e8ff", "color": "#6d28d9",
+    "layer_grad": ({"shape": "box3d", "style": "filled", "fillcolor": "#ede9fe", "color": "#6d28d9",
                     "fontcolor": "#3b0764"}, "layer gradients (collapsed)"),
 }
 # the legend's lines for the edge kinds: a picture of the line in its colour, and its meaning
@@ -210,8 +210,9 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
         as shape, mean, min and max.
     show : which fields a node shows: any of ``"name"``, ``"op"``, ``"shape"``
         (scalar shapes are never shown).
-    formulas : show each op node's short formula (its op label applied to
-        its inputs' names, ``σ(z₁)``, ``W₂ᵀ(∂L/∂a₂)``) instead of the op label.
+    formulas : show each op node's short formula, its op label applied to
+        its inputs' names (``σ(z₁)``, ``W₂ᵀ(∂L/∂a₂)``), instead of the op
+        label with blank inputs (``σ(·)``, ``· @ ·``).
     rankdir : Graphviz direction, ``"LR"`` (default), ``"RL"``, ``"TB"`` or ``"BT"``.
     collapse : draw each layer cluster (parameters named ``layer.W``) as one
         box with its parameters and in/out shapes, so deep models stay readable.
@@ -354,10 +355,12 @@ def _prefix(name: str | None) -> str | None:
 
 
 def _assign_clusters(scene: _Scene, graph: Graph, outs: list[Node]) -> None:
-    """Layer clusters: params by name prefix; op nodes by name prefix, by the
-    cluster of their param inputs, or (single non-constant input) by their
-    input's; constants used inside one cluster; backward nodes by the forward
-    node they are the gradient of, their forward inputs, or their consumers."""
+    """Layer clusters: params by name prefix; op nodes by name prefix or by the
+    cluster of their param inputs; an unnamed op with one non-constant input
+    (an activation) joins its input's cluster when it feeds a cluster (the
+    next layer), not when it feeds the loss; constants used inside one
+    cluster; backward nodes by the forward node they are the gradient of,
+    their forward inputs, or their consumers."""
     cl = scene.cluster
     protected = set(outs) | ({scene.loss} if scene.loss is not None else set())
     for n in scene.forward:
@@ -367,14 +370,29 @@ def _assign_clusters(scene: _Scene, graph: Graph, outs: list[Node]) -> None:
         cl.clear()
         return
     for n in scene.forward:
-        if n.kind != "op" or n in cl or n in protected:
-            continue
-        from_params = {cl[i] for i in n.inputs if i.kind == "param" and i in cl}
-        live = [i for i in n.inputs if i.kind != "const"]
-        if len(from_params) == 1:
-            cl[n] = from_params.pop()
-        elif not from_params and len(live) == 1 and live[0].kind == "op" and live[0] in cl:
-            cl[n] = cl[live[0]]
+        if n.kind == "op" and n not in cl:
+            from_params = {cl[i] for i in n.inputs if i.kind == "param" and i in cl}
+            if len(from_params) == 1:
+                cl[n] = from_params.pop()
+    users: dict[Node, list[Node]] = {}
+    for n in scene.forward:
+        for i in dict.fromkeys(n.inputs):
+            users.setdefault(i, []).append(n)
+
+    def source(n: Node) -> str | None:  # the cluster an activation chain starts from
+        while n not in cl:
+            live = [i for i in n.inputs if i.kind != "const"]
+            if n.kind != "op" or n.name or len(live) != 1:
+                return None
+            n = live[0]
+        return cl[n]
+
+    for n in reversed(scene.forward):
+        if n.kind == "op" and n not in cl and n not in protected and not n.name:
+            live = [i for i in n.inputs if i.kind != "const"]
+            start = source(live[0]) if len(live) == 1 else None
+            if start is not None and any(u in cl for u in users.get(n, [])):
+                cl[n] = start
     consumers: dict[Node, set] = {}
     for n in scene.forward:
         for i in n.inputs:
@@ -544,7 +562,7 @@ class _Builder:
             lhs = self._short(n, where) if (n.name and show_name) else None
             rhs = None
             if "op" in self.show or not lhs:
-                rhs = self.formula(n, where) if self.formulas else n.op.label
+                rhs = self.formula(n, where) if self.formulas else _op_text(n)
             head = self._header(lhs, rhs)
             style = "loss" if n is self.s.loss else "op"
         return _Item(self.key[n], style, head + self._tail(n), where)
@@ -557,7 +575,7 @@ class _Builder:
         elif self.formulas:
             rhs = self.formula(n, where)
         elif "op" in self.show and n not in self.hidden_inputs_of:
-            rhs = self.s.absorbed.get(n, n).op.label
+            rhs = _op_text(self.s.absorbed.get(n, n))
         else:
             rhs = None
         tail = self._tail(n)
@@ -609,9 +627,9 @@ class _Builder:
         for n in s.aliases:
             c = s.grads[n]
             edges.append((self.key[c], self.alias_key[n], "uses" if c in self.forward_set else "backward"))
-        for item in items:
-            if item.rank_with is not None:
-                edges.append((item.rank_with, item.key, "tie"))
+        ties = [(item.rank_with, item.key, "tie") for item in items if item.rank_with is not None]
+        tied = {(a, b) for a, b, _ in ties}
+        edges = [e for e in edges if e[2] != "uses" or (e[0], e[1]) not in tied] + ties
         if self.collapse:
             items, edges = self._collapse(items, edges)
         return self._emit(items, edges, rankdir, legend)
@@ -694,7 +712,7 @@ class _Builder:
               legend: bool) -> Drawing:
         dot = Drawing(name="symgrad", graph_attr={"rankdir": rankdir, "newrank": "true", "fontname": FONT,
                                                   "nodesep": "0.3", "ranksep": "0.45"},
-                      node_attr={"fontname": FONT, "fontsize": "12", "margin": "0.12,0.05"},
+                      node_attr={"fontname": FONT, "fontsize": "12", "margin": "0.15,0.05"},
                       edge_attr={"fontname": FONT, "fontsize": "10"})
         used = list(dict.fromkeys(i.style for i in items))
         clusters = _ordered_clusters(self.s) if not self.collapse else []
@@ -723,7 +741,7 @@ class _Builder:
             if item.rank_with is not None:
                 dot.body.append(f"\t{{rank=same; {item.rank_with}; {item.key}}}\n")
         if legend:
-            _legend(dot, used, {k for _, _, k in edges})
+            _legend(dot, used, {k for _, _, k in edges}, self.loss_name)
         return dot
 
 
@@ -740,6 +758,22 @@ def _ordered_clusters(scene: _Scene) -> list[str]:
 def _shapes(nodes: list[Node]) -> str:
     shapes = list(dict.fromkeys(format_shape(n.shape) for n in dict.fromkeys(nodes)))
     return ", ".join(shapes) if shapes else "·"
+
+
+def _op_text(n: Node) -> str:
+    """The op of a node with its inputs left blank: ``σ(·)``, ``· + ·``, ``· @ ·``, ``·ᵀ``."""
+    op = n.op
+    if op.name == "transpose":
+        return "·ᵀ"
+    if op.name == "neg":
+        return "−·"
+    if op.name == "abs":
+        return "|·|"
+    if op.name == "mul":
+        return "· ⊙ ·" if all(i.shape != () for i in n.inputs) else "· × ·"
+    if op.name == "matmul" or (op.name in INFIX and op.nin == 2):
+        return f"· {op.label} ·"
+    return f"{op.label}({', '.join('·' * op.nin)})"
 
 
 def _const_text(n: Node) -> str:
@@ -762,7 +796,7 @@ def _node(dot: graphviz.Digraph, item: _Item) -> None:
     dot.node(item.key, _label(item.lines), **attrs)
 
 
-def _legend(dot: graphviz.Digraph, styles: list[str], edge_kinds: set[str]) -> None:
+def _legend(dot: graphviz.Digraph, styles: list[str], edge_kinds: set[str], loss_name: str) -> None:
     """A small cluster with the node styles and edge kinds that the drawing uses,
     in columns of three (edge kinds as text drawn in the edge's colour)."""
     keys = []
@@ -773,7 +807,8 @@ def _legend(dot: graphviz.Digraph, styles: list[str], edge_kinds: set[str]) -> N
             if style in styles:
                 attrs, text = NODE_STYLES[style]
                 keys.append(f"legend_{style}")
-                leg.node(keys[-1], text, **{**attrs, "fontsize": "9", "margin": "0.1,0.02", "height": "0.3"})
+                text = text.replace("∂L/", f"∂{loss_name}/")
+                leg.node(keys[-1], text, **{**attrs, "fontsize": "9", "margin": "0.14,0.02", "height": "0.3"})
         if len(edge_kinds) > 1:  # forward edges alone need no legend
             for kind, text, color in LEGEND_EDGES:
                 if kind in edge_kinds:
