@@ -198,7 +198,7 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None) -> 
     kept = {**symbols, **deltas}
 
     def rhs(node: Node, own: Any) -> Any:
-        if node in kept and kept[node] is not own:
+        if node in kept and kept[node] != own:
             return kept[node]
         expr = builder.define(node) if not node.is_leaf else builder.value(node)
         return finish(expr, kept, own) if mode == SCALAR else expr

@@ -28,8 +28,10 @@ from . import notation
 from .notation import OpFunction, const_number, const_value, leaf_symbol, op_function
 
 SCALAR, MATRIX, EXPAND = "scalar", "matrix", "expand"
-#: expressions with more nodes than this are not passed to sympy.simplify
-SIMPLIFY_LIMIT = 150
+#: expressions of at most this many tree nodes get sympy.simplify (its cost grows fast: ~1 s at 100)
+SIMPLIFY_LIMIT = 40
+#: expressions of at most this many nodes get the cheap factor_terms; larger ones are left as built
+LIGHT_LIMIT = 400
 
 _const_numbers = np.frompyfunc(const_number, 1, 1)
 _ARITH: dict = {}
@@ -292,13 +294,28 @@ def size(expr: Any, limit: int) -> int:
     return n
 
 
-def tidy(expr: Any, limit: int = SIMPLIFY_LIMIT) -> Any:
-    """sympy.simplify for expressions of at most ``limit`` nodes; larger ones are left as built."""
-    if isinstance(expr, sympy.Expr) and not isinstance(expr, sympy.MatrixExpr) and size(expr, limit) <= limit:
-        if any(isinstance(a, notation.OpScalar) for a in sympy.preorder_traversal(expr)):
-            return expr
-        return sympy.simplify(expr)
-    return expr
+def tidy(expr: Any, full: bool = True) -> Any:
+    """Simplify a scalar formula within a budget.
+
+    ``full``: sympy.simplify up to :data:`SIMPLIFY_LIMIT` nodes (kept only
+    when it is shorter); otherwise, and for larger expressions up to
+    :data:`LIGHT_LIMIT`, the cheap ``factor_terms``; larger formulas are
+    left as built (SymPy's automatic canonical form already cancels
+    ``a⁻¹·a``).
+    """
+    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.MatrixExpr):
+        return expr
+    n = size(expr, LIGHT_LIMIT)
+    if n > LIGHT_LIMIT or any(isinstance(a, notation.OpScalar) for a in sympy.preorder_traversal(expr)):
+        return expr
+    light = sympy.factor_terms(expr)
+    if ops_count(light) >= ops_count(expr):
+        light = expr
+    if full and n <= SIMPLIFY_LIMIT:
+        simple = sympy.simplify(expr)
+        if ops_count(simple) < ops_count(light):
+            return simple
+    return light
 
 
 def expand_opaque(expr: Any, refold: dict) -> Any:
@@ -378,7 +395,7 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
         b.symbols = symbols
         out = b.define(node)
         entries = np.asarray(out, dtype=object)
-        entries = np.vectorize(lambda e: tidy(e, 60), otypes=[object])(entries) if entries.size else entries
+        entries = np.vectorize(lambda e: tidy(e, full=False), otypes=[object])(entries) if entries.size else entries
         if entries.ndim <= 2:
             return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist())
         return sympy.Array(entries.tolist())
@@ -391,16 +408,16 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
 
 
 def finish(expr: Any, symbols: dict | None, own: Any = None) -> Any:
-    """Simplify a scalar formula: closed forms fully; with kept symbols, the shorter of the
-    unexpanded (``σ′(z)``) and the expanded-and-refolded (``a(1 − a)``) forms.  ``own`` is the
-    symbol being defined, never refolded into its own definition."""
+    """Tidy a scalar formula: closed forms with :func:`tidy`; with kept symbols, the shorter of the
+    unexpanded (``σ′(z)``) and the expanded-and-refolded (``a(1 − a)``) forms, tidied lightly.
+    ``own`` is the symbol being defined, never refolded into its own definition."""
     if symbols is None:
         return tidy(expr)
-    if size(expr, SIMPLIFY_LIMIT) > SIMPLIFY_LIMIT:
+    if size(expr, LIGHT_LIMIT) > LIGHT_LIMIT:
         return expr
-    short = tidy(expr)
+    short = tidy(expr, full=False)
     refold = {k: v for k, v in refold_map(symbols).items() if v != own}
-    long = tidy(expand_opaque(expr, refold))
+    long = tidy(expand_opaque(expr, refold), full=False)
     return long if ops_count(long) < ops_count(short) else short
 
 

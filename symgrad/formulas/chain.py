@@ -226,9 +226,9 @@ def chain_rule(y: Node, x: Node, feeds: Mapping | None = None) -> ChainRule:
         for inp, out in reversed(list(zip(p[:-1], p[1:]))):
             node = edges[(inp, out)]
             expr = builder.value(node)
-            expr = tidy(expr.xreplace(refold) if refold else expr)
+            expr = tidy(expr.xreplace(refold) if refold else expr, full=False)
             factors.append(Factor(out, inp, expr, numbers.get(node), node))
-        product = tidy(sympy.Mul(*[f.expr for f in factors]))
+        product = tidy(sympy.Mul(*[f.expr for f in factors]), full=False)
         value = float(np.prod([f.value for f in factors])) if have_numbers else None
         paths.append(Path(p, tuple(factors), product, value))
     total = tidy(sympy.Add(*[p.product for p in paths]))
@@ -238,7 +238,7 @@ def chain_rule(y: Node, x: Node, feeds: Mapping | None = None) -> ChainRule:
     closed = {s: closed_builder.value(n) for n, s in symbols.items() if not n.is_leaf}
     used = set().union(*[f.expr.free_symbols for p in paths for f in p.factors], {symbols[y], symbols[x]},
                        {s for n, s in symbols.items() if n in on_path})
-    definitions = [(symbols[n], tidy(builder.define(n))) for n in graph.order
+    definitions = [(symbols[n], tidy(builder.define(n), full=False)) for n in graph.order
                    if n in symbols and not n.is_leaf and symbols[n] in used]
     return ChainRule(y, x, symbols, definitions, paths, total, value, closed)
 

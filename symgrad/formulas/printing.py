@@ -51,6 +51,16 @@ class _Pretty(PrettyPrinter):
         return self._print_seq(expr.args, None, None, " ⊙ ",
                                parenthesize=lambda x: isinstance(x, (MatAdd, MatMul, HadamardProduct)))
 
+    def _print_HadamardPower(self, expr):
+        from sympy.matrices.expressions.matadd import MatAdd
+        from sympy.matrices.expressions.matmul import MatMul
+        from sympy.printing.pretty.stringpict import stringPict
+        base = self._print(expr.base)
+        if isinstance(expr.base, (MatAdd, MatMul, HadamardProduct)):
+            base = prettyForm(*base.parens())
+        circ_exp = prettyForm(*stringPict.next("∘", self._print(expr.exp)), binding=prettyForm.LINE)
+        return base ** circ_exp
+
     def _print_Symbol(self, e, bold_name=False):
         name = e.name
         if name.startswith(DELTA) and len(name) > len(DELTA):
