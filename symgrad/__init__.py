@@ -33,5 +33,8 @@ from . import nn
 from .errors import DependencyError, StateError, TrainingError
 from .io import load, save
 from .train import History, fit
+from . import optim
+from .codegen import compile, compile_step
+from .errors import OptimizerError
 
 __version__ = "0.1.0"

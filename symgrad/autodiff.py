@@ -20,9 +20,9 @@ from .ops import broadcast_like, broadcast_to, const
 from .ops import sum as _sum
 
 
-#: backward node -> the forward node whose cotangent it is (first recorded wins); read by the
-#: compiler for its ``# grad of: ...`` comments.  Weak keys: it never keeps a graph alive.
-GRAD_OF: "weakref.WeakKeyDictionary[Node, Node]" = weakref.WeakKeyDictionary()
+#: backward node -> the forward nodes whose cotangent it is (``add`` passes one cotangent to both
+#: inputs); read by the compiler for its ``# grad of: ...`` comments.  Weak keys: never keeps a graph alive.
+GRAD_OF: "weakref.WeakKeyDictionary[Node, tuple[Node, ...]]" = weakref.WeakKeyDictionary()
 
 
 def fit_to(g: Node, node: Node) -> Node:
@@ -120,8 +120,8 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             g = g + p
         g = fit_to(g, node)
         done[node] = g
-        if g not in GRAD_OF:
-            GRAD_OF[g] = node
+        if node not in GRAD_OF.get(g, ()):
+            GRAD_OF[g] = GRAD_OF.get(g, ()) + (node,)
         if node.is_leaf:
             continue
         needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)

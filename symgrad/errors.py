@@ -67,3 +67,8 @@ class RenderError(SymgradError, ValueError):
 class GraphvizNotFoundError(RenderError):
     """The output format needs the system Graphviz ``dot``, which is not
     installed (PNG, PDF); SVG and DOT work without it."""
+
+
+class OptimizerError(SymgradError, ValueError):
+    """An optimizer or learning-rate schedule got a bad setting (negative
+    learning rate, β outside [0, 1), Nesterov without momentum...)."""

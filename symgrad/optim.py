@@ -1,0 +1,530 @@
+"""Optimizers as symbolic update rules, and learning-rate schedules.
+
+Each optimizer writes its update as graph nodes built from the same ops as
+the model: params θ, gradients g, state leaves (m, v, ...), the learning
+rate η and the update count t go in; new θ and new state come out.  The
+same rule serves twice:
+
+* :func:`symgrad.compile_step` compiles it, together with the forward and
+  backward passes, into one function that updates the arrays in place;
+* :meth:`Optimizer.formulas` builds it on scalar symbols and prints it
+  (SymPy expressions, LaTeX).
+
+The rules follow PyTorch's definitions (``torch.optim``): coupled weight
+decay adds λθ to the gradient, ``AdamW`` decays θ by (1 − ηλ) first.
+Gradient clipping happens before weight decay: ``clip_value`` clamps each
+entry to [−c, c]; ``clip_norm`` scales all gradients by c / max(‖g‖, c),
+‖g‖ being the global norm over every gradient.
+
+``lr`` is a float or a schedule: a callable of the update index
+k = 0, 1, 2, ... (see :data:`schedules`).
+
+Examples
+--------
+>>> import symgrad as sg
+>>> print(sg.optim.SGD(lr=0.1, momentum=0.9).formulas())
+b ← b⋅μ + g
+θ ← -b⋅η + θ
+"""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import sympy
+
+from .errors import OptimizerError
+from .graph import Node
+from .ops import const, maximum, sqrt, var
+from .ops import sum as _sum
+
+__all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "UpdateFormulas", "UpdatePlan",
+           "Schedule", "schedules"]
+
+
+# ================================================================ schedules
+def _positive(value: Any, what: str, allow_zero: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise OptimizerError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise OptimizerError(f"{what} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+    return x
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise OptimizerError(f"{what} must be a positive int, got {value!r}")
+    return int(value)
+
+
+_K = sympy.Symbol("k", integer=True, nonnegative=True)
+_ETA0 = sympy.Symbol("eta_0", positive=True)
+
+
+class Schedule:
+    """A learning rate as a function of the update index k = 0, 1, 2, ...
+
+    ``schedule(k)`` is the rate used by update number k + 1;
+    ``schedule.formula()`` is the same as a SymPy expression in ``k``.
+    """
+
+    def __call__(self, k: int) -> float:
+        raise NotImplementedError  # pragma: no cover  (abstract)
+
+    def formula(self) -> sympy.Expr:
+        raise NotImplementedError  # pragma: no cover  (abstract)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+def _base(lr: Any, what: str) -> float | Schedule:
+    if isinstance(lr, Schedule):
+        return lr
+    return _positive(lr, what)
+
+
+class Constant(Schedule):
+    """η_k = lr."""
+
+    def __init__(self, lr: float):
+        self.lr = _positive(lr, "schedules.constant: lr")
+
+    def __call__(self, k: int) -> float:
+        return self.lr
+
+    def formula(self) -> sympy.Expr:
+        return sympy.Float(self.lr)
+
+
+class StepDecay(Schedule):
+    """η_k = lr · γ^⌊k / step_size⌋: multiply by ``gamma`` every ``step_size`` updates."""
+
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
+        self.lr = _positive(lr, "schedules.step: lr")
+        self.step_size = _count(step_size, "schedules.step: step_size")
+        self.gamma = _positive(gamma, "schedules.step: gamma")
+
+    def __call__(self, k: int) -> float:
+        return self.lr * self.gamma ** (int(k) // self.step_size)
+
+    def formula(self) -> sympy.Expr:
+        return sympy.Float(self.lr) * sympy.Float(self.gamma) ** sympy.floor(_K / self.step_size)
+
+
+class Exponential(Schedule):
+    """η_k = lr · γ^k."""
+
+    def __init__(self, lr: float, gamma: float):
+        self.lr = _positive(lr, "schedules.exponential: lr")
+        self.gamma = _positive(gamma, "schedules.exponential: gamma")
+
+    def __call__(self, k: int) -> float:
+        return self.lr * self.gamma ** int(k)
+
+    def formula(self) -> sympy.Expr:
+        return sympy.Float(self.lr) * sympy.Float(self.gamma) ** _K
+
+
+class Cosine(Schedule):
+    """η_k = η_min + (lr − η_min)(1 + cos(π min(k, T) / T)) / 2 over ``total_steps`` = T updates."""
+
+    def __init__(self, lr: float, total_steps: int, min_lr: float = 0.0):
+        self.lr = _positive(lr, "schedules.cosine: lr")
+        self.total_steps = _count(total_steps, "schedules.cosine: total_steps")
+        self.min_lr = _positive(min_lr, "schedules.cosine: min_lr", allow_zero=True)
+        if self.min_lr > self.lr:
+            raise OptimizerError(f"schedules.cosine: min_lr {min_lr} is above lr {lr}")
+
+    def __call__(self, k: int) -> float:
+        frac = min(int(k), self.total_steps) / self.total_steps
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    def formula(self) -> sympy.Expr:
+        T = self.total_steps
+        lo, hi = sympy.Float(self.min_lr), sympy.Float(self.lr)
+        return lo + (hi - lo) * (1 + sympy.cos(sympy.pi * sympy.Min(_K, T) / T)) / 2
+
+
+class LinearWarmup(Schedule):
+    """Rise linearly to ``lr`` over ``warmup_steps`` updates, then follow ``lr``.
+
+    η_k = lr(0)·(k + 1)/W for k < W, then lr(k − W); ``lr`` is a float or
+    another schedule (e.g. warmup then cosine decay).
+    """
+
+    def __init__(self, lr: float | Schedule, warmup_steps: int):
+        self.lr = _base(lr, "schedules.linear_warmup: lr")
+        self.warmup_steps = _count(warmup_steps, "schedules.linear_warmup: warmup_steps")
+
+    def _after(self, k: int) -> float:
+        return self.lr(k) if isinstance(self.lr, Schedule) else self.lr
+
+    def __call__(self, k: int) -> float:
+        k = int(k)
+        W = self.warmup_steps
+        if k < W:
+            return self._after(0) * (k + 1) / W
+        return self._after(k - W)
+
+    def formula(self) -> sympy.Expr:
+        W = self.warmup_steps
+        after = self.lr.formula() if isinstance(self.lr, Schedule) else sympy.Float(self.lr)
+        return sympy.Piecewise((after.subs(_K, 0) * (_K + 1) / W, _K < W), (after.subs(_K, _K - W), True))
+
+
+#: learning-rate schedules: ``sg.optim.schedules.step(0.1, step_size=10)``, ``.cosine``, ``.linear_warmup``...
+schedules = SimpleNamespace(constant=Constant, step=StepDecay, exponential=Exponential, cosine=Cosine,
+                            linear_warmup=LinearWarmup)
+
+
+# ================================================================ formulas
+def _to_sympy(node: Node, keep: dict | None = None) -> sympy.Expr:
+    """The SymPy meaning of a scalar graph, from each op's ``sym`` rule; nodes in ``keep`` stay symbols."""
+    from .graph import Graph
+    from .ops.base import objarray
+    keep = keep or {}
+    values: dict[Node, Any] = {}
+    for n in Graph(node).order:
+        if n in keep:
+            values[n] = objarray(keep[n])
+        elif n.kind in ("var", "param"):
+            values[n] = objarray(sympy.Symbol(n.name, real=True))
+        elif n.kind == "const":
+            v = float(n.value)
+            values[n] = objarray(sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v))
+        else:
+            values[n] = objarray(n.op.sym(*[values[i] for i in n.inputs], **dict(n.attrs)))
+    out = values[node]
+    return _tidy(out[()] if isinstance(out, np.ndarray) else out)
+
+
+def _tidy(expr: sympy.Expr) -> sympy.Expr:
+    """Show −max(−a, −b) as min(a, b) (the clamp of ``clip_value`` is built from maximum)."""
+    def is_neg_max(e):
+        return e.is_Mul and len(e.args) == 2 and e.args[0] == -1 and isinstance(e.args[1], sympy.Max) \
+            and all(a.could_extract_minus_sign() for a in e.args[1].args)
+    return expr.replace(is_neg_max, lambda e: sympy.Min(*[-a for a in e.args[1].args]))
+
+
+class UpdateFormulas(dict):
+    """The update rule as SymPy expressions: ``{name: new value}`` in update order.
+
+    Keys are the names of the updated quantities (``"g"`` for a clipped or
+    decayed gradient, state names such as ``"m"``, and ``"theta"``); the
+    right-hand sides read the *old* values except where an earlier line
+    defines a new one (``theta`` uses the new ``m``).  ``str()`` prints one
+    line per update, ``latex()`` an aligned LaTeX block.
+    """
+
+    def __str__(self) -> str:
+        lines = []
+        for name, expr in self.items():
+            rhs = sympy.pretty(expr, use_unicode=True, wrap_line=False)
+            lhs = sympy.pretty(sympy.Symbol(name), use_unicode=True)
+            if "\n" in rhs:
+                lines.append(f"{lhs} ←\n{rhs}")
+            else:
+                lines.append(f"{lhs} ← {rhs}")
+        return "\n".join(lines)
+
+    def latex(self) -> str:
+        rows = [f"{sympy.latex(sympy.Symbol(name))} &\\leftarrow {sympy.latex(expr)}" for name, expr in self.items()]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+
+class UpdatePlan:
+    """What :meth:`Optimizer.plan` built: one new value per param, and the state.
+
+    ``new_params[i]`` is the node of param i after the update; ``states``
+    lists ``(param, state name, state leaf var, new state node)``.
+    """
+
+    def __init__(self, new_params: list[Node], states: list[tuple[Node, str, Node, Node]]):
+        self.new_params = new_params
+        self.states = states
+
+
+# ================================================================ optimizers
+class Optimizer:
+    """Base class: clipping, weight decay, the learning rate, formulas.
+
+    Subclasses set ``hyper`` (name -> value, and the symbol name it prints
+    as), list their ``state_names`` and write :meth:`rule`.
+    """
+
+    #: symbol names for formulas (SymPy prints beta_1 as β₁ and \\beta_{1})
+    SYMBOLS = {"lr": "eta", "momentum": "mu", "beta1": "beta_1", "beta2": "beta_2", "eps": "epsilon",
+               "alpha": "alpha", "weight_decay": "lambda", "clip_norm": "c", "clip_value": "c"}
+
+    def __init__(self, lr: float | Callable[[int], float], *, weight_decay: float = 0.0,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        if callable(lr):
+            self.lr: float | Callable[[int], float] = lr
+        else:
+            self.lr = _positive(lr, f"{type(self).__name__}: lr")
+        self.weight_decay = _positive(weight_decay, f"{type(self).__name__}: weight_decay", allow_zero=True)
+        self.clip_norm = None if clip_norm is None else _positive(clip_norm, f"{type(self).__name__}: clip_norm")
+        self.clip_value = None if clip_value is None else _positive(clip_value, f"{type(self).__name__}: clip_value")
+
+    # ------------------------------------------------------------ subclass API
+    state_names: tuple[str, ...] = ()
+
+    def hyper(self) -> dict[str, float]:
+        """Hyperparameters of the rule (besides the learning rate), name -> value."""
+        return {}
+
+    def rule(self, theta: Node, g: Node, state: dict[str, Node], lr: Node, t: Node,
+             h: dict[str, Node]) -> tuple[Node, dict[str, Node]]:
+        """New θ and new state from θ, the (clipped) gradient, the state, η, t and hyperparameter nodes."""
+        raise NotImplementedError  # pragma: no cover  (abstract)
+
+    # ------------------------------------------------------------ shared parts
+    def lr_at(self, k: int) -> float:
+        """The learning rate of update number k + 1."""
+        return float(self.lr(k)) if callable(self.lr) else self.lr
+
+    def _hyper_nodes(self, symbolic: bool) -> dict[str, Node]:
+        values = dict(self.hyper())
+        if self.weight_decay:
+            values["weight_decay"] = self.weight_decay
+        if self.clip_norm is not None:
+            values["clip_norm"] = self.clip_norm
+        if self.clip_value is not None:
+            values["clip_value"] = self.clip_value
+        if symbolic:
+            return {k: var(self.SYMBOLS.get(k, k)) for k in values}
+        return {k: const(v) for k, v in values.items()}
+
+    def _clip(self, grads: list[Node], h: dict[str, Node]) -> list[Node]:
+        if "clip_value" in h:
+            c = h["clip_value"]
+            grads = [-maximum(-maximum(g, -c), -c) for g in grads]  # clamp to [−c, c]
+        if "clip_norm" in h:
+            c = h["clip_norm"]
+            total = None
+            for g in grads:
+                sq = _sum(g * g)
+                total = sq if total is None else total + sq
+            coef = c / maximum(sqrt(total), c)
+            grads = [g * coef for g in grads]
+        return grads
+
+    def _decay(self, theta: Node, g: Node, h: dict[str, Node]) -> Node:
+        """Coupled (L2) weight decay: g + λθ."""
+        return g + h["weight_decay"] * theta if "weight_decay" in h else g
+
+    def plan(self, params: Sequence[Node], grads: Sequence[Node], lr: Node, t: Node,
+             names: set[str] | None = None) -> UpdatePlan:
+        """Build the update of every param as graph nodes (used by :func:`symgrad.compile_step`)."""
+        taken = set(names or ())
+        h = self._hyper_nodes(symbolic=False)
+        grads = self._clip(list(grads), h)
+        new_params, states = [], []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            leaves = {}
+            for s in self.state_names:
+                name = f"{s}_{i}"
+                while name in taken:
+                    name += "_"
+                taken.add(name)
+                leaves[s] = var(name, shape=p.shape)
+            new_p, new_s = self.rule(p, g, leaves, lr, t, h)
+            new_params.append(new_p)
+            for s in self.state_names:
+                states.append((p, s, leaves[s], new_s[s]))
+        return UpdatePlan(new_params, states)
+
+    def formulas(self) -> UpdateFormulas:
+        """The update rule on scalars, as SymPy expressions (θ, g, state, η, t, hyperparameters).
+
+        Examples
+        --------
+        >>> import symgrad as sg
+        >>> f = sg.optim.Adam(lr=1e-3).formulas()
+        >>> list(f)
+        ['m', 'v', 'theta']
+        >>> print(f["m"])
+        beta_1*m + g*(1 - beta_1)
+        """
+        theta, g = var("theta"), var("g")
+        lr, t = var("eta"), var("t")
+        h = self._hyper_nodes(symbolic=True)
+        state = {s: var(s) for s in self.state_names}
+        out = UpdateFormulas()
+        pre = self._clip([g], h)[0]
+        if self._couples_decay():
+            pre = self._decay(theta, pre, h)
+        if pre is not g:
+            out["g"] = _to_sympy(pre)
+        # the rule proper reads the (clipped, decayed) gradient as g
+        rule_h = {k: v for k, v in h.items() if not (k == "weight_decay" and self._couples_decay())}
+        new_theta, new_state = self.rule(theta, g, state, lr, t, rule_h)
+        keep = {}
+        for s in self.state_names:
+            out[s] = _to_sympy(new_state[s], keep)
+            keep[new_state[s]] = sympy.Symbol(s, real=True)
+        # θ reads the new state, written by its name
+        out["theta"] = _to_sympy(new_theta, keep)
+        return out
+
+    def _couples_decay(self) -> bool:
+        return bool(self.weight_decay)
+
+    def latex(self) -> str:
+        """The update rule as an aligned LaTeX block."""
+        return self.formulas().latex()
+
+    def __repr__(self) -> str:
+        parts = [f"lr={self.lr!r}"] + [f"{k}={v!r}" for k, v in self.hyper().items()]
+        for k in ("weight_decay", "clip_norm", "clip_value"):
+            v = getattr(self, k)
+            if v:
+                parts.append(f"{k}={v!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    b ← μ b + g; θ ← θ − η (g + μ b if nesterov else b); without momentum
+    θ ← θ − η g.  Weight decay adds λθ to g first.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> list(sg.optim.SGD(lr=0.1, momentum=0.9, nesterov=True).formulas())
+    ['b', 'theta']
+    """
+
+    def __init__(self, lr: float | Callable[[int], float] = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, *, clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm, clip_value=clip_value)
+        self.momentum = _positive(momentum, "SGD: momentum", allow_zero=True)
+        if nesterov and not self.momentum:
+            raise OptimizerError("SGD: nesterov=True needs a momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.state_names = ("b",) if self.momentum else ()
+
+    def hyper(self) -> dict[str, float]:
+        return {"momentum": self.momentum} if self.momentum else {}
+
+    def rule(self, theta, g, state, lr, t, h):
+        g = self._decay(theta, g, h)
+        if not self.momentum:
+            return theta - lr * g, {}
+        mu = h["momentum"]
+        b = mu * state["b"] + g
+        d = g + mu * b if self.nesterov else b
+        return theta - lr * d, {"b": b}
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: s ← s + g²; θ ← θ − η g / (√s + ε)."""
+
+    def __init__(self, lr: float | Callable[[int], float] = 0.01, eps: float = 1e-10, weight_decay: float = 0.0, *,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm, clip_value=clip_value)
+        self.eps = _positive(eps, "AdaGrad: eps")
+        self.state_names = ("s",)
+
+    def hyper(self) -> dict[str, float]:
+        return {"eps": self.eps}
+
+    def rule(self, theta, g, state, lr, t, h):
+        g = self._decay(theta, g, h)
+        s = state["s"] + g * g
+        return theta - (lr * g) / (sqrt(s) + h["eps"]), {"s": s}
+
+
+class RMSProp(Optimizer):
+    """RMSProp: v ← α v + (1 − α) g²; θ ← θ − η g / (√v + ε).
+
+    With ``momentum`` μ: b ← μ b + g / (√v + ε); θ ← θ − η b.
+    """
+
+    def __init__(self, lr: float | Callable[[int], float] = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, weight_decay: float = 0.0, *, clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm, clip_value=clip_value)
+        self.alpha = _fraction(alpha, "RMSProp: alpha")
+        self.eps = _positive(eps, "RMSProp: eps")
+        self.momentum = _positive(momentum, "RMSProp: momentum", allow_zero=True)
+        self.state_names = ("v", "b") if self.momentum else ("v",)
+
+    def hyper(self) -> dict[str, float]:
+        h = {"alpha": self.alpha, "eps": self.eps}
+        if self.momentum:
+            h["momentum"] = self.momentum
+        return h
+
+    def rule(self, theta, g, state, lr, t, h):
+        g = self._decay(theta, g, h)
+        a = h["alpha"]
+        v = a * state["v"] + (1.0 - a) * (g * g)
+        step = g / (sqrt(v) + h["eps"])
+        if not self.momentum:
+            return theta - lr * step, {"v": v}
+        b = h["momentum"] * state["b"] + step
+        return theta - lr * b, {"v": v, "b": b}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with bias correction.
+
+    m ← β₁ m + (1 − β₁) g; v ← β₂ v + (1 − β₂) g²;
+    θ ← θ − η m̂ / (√v̂ + ε) with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ).
+    ``decoupled=True`` (or :class:`AdamW`) decays θ ← θ (1 − ηλ) instead of
+    adding λθ to the gradient.
+    """
+
+    def __init__(self, lr: float | Callable[[int], float] = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False, *,
+                 clip_norm: float | None = None, clip_value: float | None = None):
+        super().__init__(lr, weight_decay=weight_decay, clip_norm=clip_norm, clip_value=clip_value)
+        self.beta1 = _fraction(beta1, f"{type(self).__name__}: beta1")
+        self.beta2 = _fraction(beta2, f"{type(self).__name__}: beta2")
+        self.eps = _positive(eps, f"{type(self).__name__}: eps")
+        self.decoupled = bool(decoupled)
+        self.state_names = ("m", "v")
+
+    def hyper(self) -> dict[str, float]:
+        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _couples_decay(self) -> bool:
+        return bool(self.weight_decay) and not self.decoupled
+
+    def rule(self, theta, g, state, lr, t, h):
+        if self.decoupled and "weight_decay" in h:
+            theta = theta * (1.0 - lr * h["weight_decay"])
+        else:
+            g = self._decay(theta, g, h)
+        b1, b2 = h["beta1"], h["beta2"]
+        m = b1 * state["m"] + (1.0 - b1) * g
+        v = b2 * state["v"] + (1.0 - b2) * (g * g)
+        bc1 = 1.0 - b1 ** t
+        bc2 = 1.0 - b2 ** t
+        denom = sqrt(v) / sqrt(bc2) + h["eps"]
+        return theta - ((lr / bc1) * m) / denom, {"m": m, "v": v}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): θ ← θ (1 − ηλ) before the Adam step."""
+
+    def __init__(self, lr: float | Callable[[int], float] = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01, *, clip_norm: float | None = None,
+                 clip_value: float | None = None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, decoupled=True, clip_norm=clip_norm,
+                         clip_value=clip_value)
+
+
+def _fraction(value: Any, what: str) -> float:
+    x = _positive(value, what, allow_zero=True)
+    if x >= 1.0:
+        raise OptimizerError(f"{what} must be in [0, 1), got {value!r}")
+    return x
