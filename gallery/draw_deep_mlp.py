@@ -41,7 +41,7 @@ def main(argv=None) -> list[Path]:
     dot = sg.draw(L, backward=True, values=feeds, collapse=True)
     paths = [sg.render(dot, out / "deep_mlp.svg")]
     if shutil.which("dot"):
-        paths.append(sg.render(dot, out / "deep_mlp.png"))
+        paths.append(sg.render(dot, out / "deep_mlp.png", dpi=144))
     for p in paths:
         print(f"wrote {p}")
     return paths

@@ -28,7 +28,7 @@ def write(dot, out: Path, stem: str) -> list[Path]:
     """SVG always (embedded renderer if needed); PNG too when `dot` is installed."""
     paths = [sg.render(dot, out / f"{stem}.svg")]
     if shutil.which("dot"):
-        paths.append(sg.render(dot, out / f"{stem}.png"))
+        paths.append(sg.render(dot, out / f"{stem}.png", dpi=144))
     return paths
 
 

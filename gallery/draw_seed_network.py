@@ -48,7 +48,7 @@ def main(argv=None) -> list[Path]:
     dot = sg.draw(L, backward=True, values=feeds, formulas=True)
     paths = [sg.render(dot, out / "seed_network.svg")]
     if shutil.which("dot"):
-        paths.append(sg.render(dot, out / "seed_network.png"))
+        paths.append(sg.render(dot, out / "seed_network.png", dpi=144))
     for p in paths:
         print(f"wrote {p}")
     return paths

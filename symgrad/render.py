@@ -830,7 +830,7 @@ _INSTALL_HINT = ("install Graphviz so that `dot` is on PATH: `apt-get install gr
                  "SVG and DOT output need no installation")
 
 
-def render_bytes(source: str, fmt: str = "svg", backend: str = "auto") -> bytes:
+def render_bytes(source: str, fmt: str = "svg", backend: str = "auto", dpi: int | None = None) -> bytes:
     """Render DOT text to bytes.  ``backend``: ``"auto"`` (system ``dot`` when on
     PATH, else the embedded WebAssembly Graphviz for SVG), ``"system"`` or ``"embedded"``."""
     if backend not in ("auto", "system", "embedded"):
@@ -840,7 +840,8 @@ def render_bytes(source: str, fmt: str = "svg", backend: str = "auto") -> bytes:
     exe = shutil.which("dot") if backend != "embedded" else None
     if exe is not None:
         try:
-            proc = subprocess.run([exe, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
+            args = [exe, f"-T{fmt}"] + ([f"-Gdpi={int(dpi)}"] if dpi and fmt == "png" else [])
+            proc = subprocess.run(args, input=source.encode("utf-8"), capture_output=True,
                                   timeout=120, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RenderError(f"render: running {exe} failed: {e}") from None
@@ -866,7 +867,7 @@ def _embedded_svg(source: str) -> bytes:
 
 
 def render(dot: graphviz.Graph | graphviz.Digraph | str, path: str | os.PathLike, *,
-           format: str | None = None, backend: str = "auto") -> Path:
+           format: str | None = None, backend: str = "auto", dpi: int | None = None) -> Path:
     """Write a drawing to ``path`` as SVG, PNG, PDF or DOT text.
 
     Parameters
@@ -878,6 +879,7 @@ def render(dot: graphviz.Graph | graphviz.Digraph | str, path: str | os.PathLike
     backend : ``"auto"`` uses the system Graphviz ``dot`` when it is on PATH,
         else the embedded WebAssembly Graphviz (SVG only); ``"system"`` and
         ``"embedded"`` force one.
+    dpi : resolution of PNG output (Graphviz's default is 96).
 
     Returns
     -------
@@ -907,7 +909,9 @@ def render(dot: graphviz.Graph | graphviz.Digraph | str, path: str | os.PathLike
     fmt = (format or path.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
         raise RenderError(f"render: unknown format {fmt or '(none)'!r} for {path.name!r}; choose from {FORMATS}")
-    data = render_bytes(source, fmt, backend)
+    if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 1200):
+        raise RenderError(f"render: dpi must be an int from 10 to 1200, got {dpi!r}")
+    data = render_bytes(source, fmt, backend, dpi)
     _write_atomic(path, data)
     return path
 

@@ -474,7 +474,11 @@ def test_system_dot_renders_svg_png_and_pdf(tmp_path):
     assert {k: v["text"] for k, v in system["nodes"].items()} == {k: v["text"] for k, v in embedded["nodes"].items()}
     assert sorted((e["tail"], e["head"]) for e in system["edges"]) == \
         sorted((e["tail"], e["head"]) for e in embedded["edges"])
-    assert sg.render(dot, tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = sg.render(dot, tmp_path / "g.png").read_bytes()
+    sharp = sg.render(dot, tmp_path / "h.png", dpi=192).read_bytes()
+    assert png[:8] == sharp[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(png[16:20], "big")
+    assert int.from_bytes(sharp[16:20], "big") == pytest.approx(2 * width, rel=0.02)  # 192 dpi vs Graphviz's 96
     assert sg.render(dot, tmp_path / "g.pdf").read_bytes()[:5] == b"%PDF-"
 
 
@@ -492,6 +496,8 @@ def test_dot_text_output_and_atomic_writes(no_dot, tmp_path):
         sg.render(dot, tmp_path / "g.jpeg")
     with pytest.raises(RenderError, match="format"):
         sg.render(dot, tmp_path / "g")
+    with pytest.raises(RenderError, match="dpi"):
+        sg.render(dot, tmp_path / "g.svg", dpi=0)
     with pytest.raises(RenderError, match="expected a graphviz graph or DOT text"):
         sg.render(42, tmp_path / "g.svg")
     with pytest.raises(RenderError, match="could not render"):
