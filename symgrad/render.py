@@ -261,7 +261,7 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
     if values is not None:
         everything = Graph(outs + list(scene.grads.values()))
         scene.values = run_graph(everything, resolve_feeds(everything, values))
-    _assign_clusters(scene, graph, outs)
+    _assign_clusters(scene, outs)
     builder = _Builder(scene, show, formulas, collapse)
     return builder.build(rankdir, legend)
 
@@ -354,7 +354,7 @@ def _prefix(name: str | None) -> str | None:
     return name.rsplit(".", 1)[0] if name and "." in name else None
 
 
-def _assign_clusters(scene: _Scene, graph: Graph, outs: list[Node]) -> None:
+def _assign_clusters(scene: _Scene, outs: list[Node]) -> None:
     """Layer clusters: params by name prefix; op nodes by name prefix or by the
     cluster of their param inputs; an unnamed op with one non-constant input
     (an activation) joins its input's cluster when it feeds a cluster (the
@@ -478,7 +478,9 @@ class _Builder:
     def grad_label(self, n: Node, where: str | None) -> str:
         """``∂L/∂n``, with ``n`` by name, by its op label when that label is a
         word used by no other node (``∂L/∂BCE``), or by its formula."""
-        if n.name:
+        if n is self.s.loss:
+            target = self.loss_name
+        elif n.name:
             target = self._short(n, where)
         elif n.kind == "const":
             target = _const_text(n)
