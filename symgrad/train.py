@@ -238,6 +238,9 @@ class History:
     def plot(self, path: str | os.PathLike | None = None, *, title: str | None = None):
         """Loss curves (and accuracy curves when recorded) as a matplotlib Figure.
 
+        The loss axis is logarithmic when the losses span more than a
+        factor 10; the best epoch is marked.
+
         Parameters
         ----------
         path : when given, the figure is saved there (format from the
@@ -287,6 +290,9 @@ class History:
                 ax.axvline(self.best_epoch, color="grey", linestyle=":", label=f"{note}: {self.best_epoch}")
             ax.set_xlabel("epoch")
             ax.set_ylabel(label)
+            if key == "loss" and _spans_decades(self.history.get("loss", []) + self.history.get("val_loss", [])):
+                ax.set_yscale("log")
+                ax.set_ylabel("loss (log scale)")
             ax.grid(True, alpha=0.3)
             ax.legend()
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -295,6 +301,12 @@ class History:
         if path is not None:
             _save_figure(fig, os.fspath(path))
         return fig
+
+
+def _spans_decades(values: list[float]) -> bool:
+    """Whether positive losses vary by more than 10×, where a log axis shows the tail better."""
+    v = np.asarray([x for x in values if np.isfinite(x)])
+    return bool(v.size and np.all(v > 0) and v.max() > 10 * v.min())
 
 
 def _save_figure(fig, path: str) -> None:

@@ -1,6 +1,7 @@
 """fit and History: loss goes down, per-epoch numbers are the batch means,
 shuffling is reproducible, early stopping restores the best weights,
-bad data gives typed errors, plots are written."""
+bad data gives typed errors, plots are written.  Steps are real compiled
+ones (``sg.compile_step``)."""
 import math
 
 import numpy as np
@@ -11,37 +12,9 @@ from symgrad.errors import FeedError, TrainingError
 from symgrad.train import History, accuracy_counts
 
 
-class FakeStep:
-    """TEST DOUBLE with the interface of ``sg.compile_step`` (plain SGD built
-    from sg.grad + sg.evaluate), used until the compiler lands."""
-
-    def __init__(self, loss, lr, inputs, outputs=()):
-        self.loss, self.lr = loss, lr
-        self.inputs, self.outputs = list(inputs), list(outputs)
-        self.params = sg.Graph(loss).params
-        self.grads = sg.grad(loss, self.params)
-        self.optimizer, self.t = None, 0
-
-    def _run(self, arrays, with_grads):
-        feeds = dict(zip(self.inputs, arrays))
-        nodes = [self.loss, *self.outputs] + (self.grads if with_grads else [])
-        vals = sg.evaluate(nodes, feeds)
-        return vals[:1 + len(self.outputs)], vals[1 + len(self.outputs):]
-
-    def __call__(self, *arrays):
-        outs, grads = self._run(arrays, True)
-        for p, g in zip(self.params, grads):
-            p.value[...] = p.value - self.lr * g
-        self.t += 1
-        return (float(outs[0]), *outs[1:]) if self.outputs else float(outs[0])
-
-    def evaluate(self, *arrays):
-        outs, _ = self._run(arrays, False)
-        return (float(outs[0]), *outs[1:]) if self.outputs else float(outs[0])
-
-
 def make_step(loss, lr, inputs, outputs=()):
-    return FakeStep(loss, lr, inputs, outputs)
+    kwargs = {"outputs": list(outputs)} if outputs else {}
+    return sg.compile_step(loss, sg.optim.SGD(lr=lr), inputs=list(inputs), **kwargs)
 
 
 class Spy:
@@ -49,7 +22,7 @@ class Spy:
 
     def __init__(self, step):
         self.step, self.calls, self.losses = step, [], []
-        self.inputs, self.params = step.inputs, step.params
+        self.inputs, self.params, self.outputs = step.inputs, step.params, step.outputs
 
     def __call__(self, *batch):
         self.calls.append([np.array(b) for b in batch])
@@ -297,3 +270,27 @@ def test_history_plot_without_matplotlib(monkeypatch):
         h.plot()
     with pytest.raises(ImportError):  # also an ImportError for generic handlers
         h.plot()
+
+
+def test_digits_gallery_smoke(tmp_path, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    gallery = Path(__file__).resolve().parents[1] / "gallery"
+    sys.path.insert(0, str(gallery))
+    try:
+        spec = importlib.util.spec_from_file_location("gallery_06_digits_mlp", gallery / "06_digits_mlp.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        accuracy = module.main(["--smoke", "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(str(gallery))
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "parameters identical: True" in out
+    assert 0.3 < accuracy <= 1.0  # 20 Adam steps already beat chance (10 %) by far
+    png = (tmp_path / "training_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert isinstance(sg.load(tmp_path / "digits_mlp.npz"), sg.nn.MLP)
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 3
