@@ -6,10 +6,11 @@ forward and backward node counts, the time of ``sg.grad`` (all 2L
 params), the time of ``sg.formula(dw1, keep="named")`` (the gradient of
 the first weight, written in the named intermediates) and, for small L,
 the time SymPy's own ``sympy.diff`` takes on the closed form of the loss
-("—" where it was not run or ran out of time).
+("—" where it was not run, "> Ns" where it ran out of time).  "formula
+ops" is the size (sympy.count_ops) of the printed gradient.
 
 Run: ``python3 bench/grad_scaling.py`` (``--depths 10 100 1000``,
-``--diff-depths 5 10 20``, ``--diff-timeout 20``).
+``--diff-depths 5 10 20 100``, ``--diff-timeout 20``).
 """
 from __future__ import annotations
 
@@ -63,12 +64,16 @@ def _sympy_diff(depth: int, queue) -> None:
     closed = sg.formula(loss)
     w1 = sympy.Symbol("w1", real=True)
     t0 = time.perf_counter()
-    sympy.diff(closed, w1)
-    queue.put(time.perf_counter() - t0)
+    try:
+        sympy.diff(closed, w1)
+    except RecursionError:  # SymPy differentiates recursively, one frame per nesting level
+        queue.put("RecursionError")
+        return
+    queue.put(f"{time.perf_counter() - t0:.4f}")
 
 
-def sympy_diff_time(depth: int, timeout: float) -> float | None:
-    """Seconds for sympy.diff of the closed-form loss wrt w1, or None past ``timeout``."""
+def sympy_diff_time(depth: int, timeout: float) -> str:
+    """Seconds for sympy.diff of the closed-form loss wrt w1, as text ("> Ns" past ``timeout``)."""
     queue: mp.Queue = mp.Queue()
     proc = mp.Process(target=_sympy_diff, args=(depth, queue))
     proc.start()
@@ -76,26 +81,27 @@ def sympy_diff_time(depth: int, timeout: float) -> float | None:
     if proc.is_alive():
         proc.terminate()
         proc.join()
-        return None
-    return queue.get() if not queue.empty() else None
+        return f"> {timeout:g}s"
+    return queue.get() if not queue.empty() else "failed"
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depths", type=int, nargs="+", default=[5, 10, 20, 100, 1000])
-    ap.add_argument("--diff-depths", type=int, nargs="+", default=[5, 10, 20])
+    ap.add_argument("--diff-depths", type=int, nargs="+", default=[5, 10, 20, 100])
     ap.add_argument("--diff-timeout", type=float, default=20.0)
     args = ap.parse_args(argv)
     head = (f"{'L':>5} {'fwd nodes':>9} {'bwd nodes':>9} {'bwd/fwd':>7} {'grad s':>8} "
-            f"{'formula s':>9} {'grad+formula s':>14} {'sympy.diff s':>12}")
+            f"{'formula s':>9} {'grad+formula s':>14} {'formula ops':>11} {'sympy.diff s':>12}")
     print(head)
     print("-" * len(head))
     for depth in args.depths:
         r = measure(depth)
-        diff = sympy_diff_time(depth, args.diff_timeout) if depth in args.diff_depths else None
-        diff_text = f"{diff:12.4f}" if diff is not None else f"{'—':>12}"
+        diff = sympy_diff_time(depth, args.diff_timeout) if depth in args.diff_depths else "—"
+        diff_text = f"{diff:>12}"
         print(f"{r['L']:>5} {r['forward']:>9} {r['backward']:>9} {r['backward'] / r['forward']:>7.2f} "
-              f"{r['grad']:>8.4f} {r['formula']:>9.4f} {r['grad'] + r['formula']:>14.4f} {diff_text}")
+              f"{r['grad']:>8.4f} {r['formula']:>9.4f} {r['grad'] + r['formula']:>14.4f} "
+              f"{r['formula_ops']:>11} {diff_text}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from ..autodiff import adjoints
 from ..errors import GradError, GraphError
 from ..evaluate import evaluate, resolve_feeds
 from ..graph import Graph, Node, as_node_list
-from .build import MATRIX, SCALAR, Builder, finish
+from .build import MATRIX, SCALAR, Builder, finish, refold_map
 from .notation import leaf_symbol
 from .numeric import numeric
 from .printing import DELTA, Printable, join_pretty, partial_latex, partial_text, symbol_text, to_latex
@@ -196,12 +196,13 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None) -> 
     mode = SCALAR if all(n.shape == () for n in graph.order + back_nodes) else MATRIX
     builder = Builder(mode, {**symbols, **deltas}, opaque=True)
     kept = {**symbols, **deltas}
+    refold = refold_map(kept) if mode == SCALAR else {}
 
     def rhs(node: Node, own: Any) -> Any:
         if node in kept and kept[node] != own:
             return kept[node]
         expr = builder.define(node) if not node.is_leaf else builder.value(node)
-        return finish(expr, kept, own) if mode == SCALAR else expr
+        return finish(expr, kept, own, refold) if mode == SCALAR else expr
 
     forward = [Equation("forward", n, symbols[n], rhs(n, symbols[n]), None)
                for n in graph.order if n in symbols]

@@ -320,7 +320,8 @@ def tidy(expr: Any, full: bool = True) -> Any:
 
 def expand_opaque(expr: Any, refold: dict) -> Any:
     """Replace unexpanded derivative functions by their meaning, then kept meanings by their names."""
-    out = expr.replace(lambda e: isinstance(e, OpFunction), lambda e: e.meaning())
+    out = expr.replace(lambda e: isinstance(e, OpFunction), lambda e: e.meaning()) if expr.has(OpFunction) \
+        else expr
     return out.xreplace(refold) if refold else out
 
 
@@ -407,17 +408,21 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
     return finish(expr, symbols if keep is not None else None)
 
 
-def finish(expr: Any, symbols: dict | None, own: Any = None) -> Any:
+def finish(expr: Any, symbols: dict | None, own: Any = None, refold: dict | None = None) -> Any:
     """Tidy a scalar formula: closed forms with :func:`tidy`; with kept symbols, the shorter of the
     unexpanded (``σ′(z)``) and the expanded-and-refolded (``a(1 − a)``) forms, tidied lightly.
-    ``own`` is the symbol being defined, never refolded into its own definition."""
+    ``own`` is the symbol being defined, never refolded into its own definition; ``refold`` is
+    :func:`refold_map` of ``symbols`` when the caller already has it."""
     if symbols is None:
         return tidy(expr)
     if size(expr, LIGHT_LIMIT) > LIGHT_LIMIT:
         return expr
     short = tidy(expr, full=False)
-    refold = {k: v for k, v in refold_map(symbols).items() if v != own}
-    long = tidy(expand_opaque(expr, refold), full=False)
+    refold = refold_map(symbols) if refold is None else refold
+    expanded = expand_opaque(expr, {k: v for k, v in refold.items() if v != own})
+    if expanded == expr:
+        return short
+    long = tidy(expanded, full=False)
     return long if ops_count(long) < ops_count(short) else short
 
 

@@ -96,7 +96,7 @@ def to_numpy(m: Any, ndim: int, obj: bool = True) -> np.ndarray:
     """An explicit matrix (or scalar) in matrix form -> a NumPy array of ``ndim`` dims."""
     if ndim == 0:
         if isinstance(m, np.ndarray):
-            return m.reshape(()) if obj else m.reshape(())
+            return m.reshape(())
         arr = np.empty((), dtype=object if obj else np.float64)
         arr[()] = m
         return arr
@@ -160,6 +160,8 @@ def _attr_subscript(op, attrs: tuple, ndims: tuple) -> str:
             continue
         if key == "axis" and ndims and value in ((ndims[0] - 1,), ndims[0] - 1):
             continue  # the last axis is the default reading (softmax of each row)
+        if key == "num_classes":
+            continue  # one_hot's width is the shape of its result
         if key in ("axis", "axes") and isinstance(value, tuple) and len(value) == 1:
             value = value[0]
         parts.append(f"{key}={value}")
@@ -262,10 +264,23 @@ def _ndim_of(a: Any) -> int:
 
 
 def generic(node: Node, args: list) -> Any:
-    """``label(args)``: the fallback for ops without a matrix rule."""
+    """``label(args)``: the fallback for ops without a matrix rule.
+
+    A derived elementwise op that is not an activation's derivative
+    (``∂bce/∂p``, not ``σ′``) is written out from its SymPy meaning when
+    that meaning is made of sums, products, powers and other ops
+    (``(P − Y) ⊘ (P ⊙ (𝟙 − P))``).
+    """
     if node.op.elementwise:
         args = [a if i.shape == () else broadcast(a, i.shape, node.shape) for a, i in zip(args, node.inputs)]
         in_ndims = tuple(0 if i.shape == () else node.ndim for i in node.inputs)
+        op = node.op
+        if op.derivative_of is not None and not op.label.endswith("′") and node.shape != () and op.scalar:
+            ts = sympy.symbols(f"t0:{op.nin}", real=True)
+            meaning = sympy.sympify(op.scalar(*ts, **dict(node.attrs)))
+            out = from_scalar(meaning, dict(zip(ts, args)), matrix_shape(node.shape))
+            if out is not None:
+                return out
     else:
         in_ndims = tuple(i.ndim for i in node.inputs)
     for i in node.inputs:
@@ -274,6 +289,88 @@ def generic(node: Node, args: list) -> Any:
     if ms is None:
         return _op_class(OpScalar, node.op, node.attrs, in_ndims)(*args)
     return _op_class(OpMatrix, node.op, node.attrs, in_ndims)(ms[0], ms[1], *args)
+
+
+_FUNCTION_OPS: dict = {}
+
+
+def _function_ops() -> dict:
+    """{SymPy function class: unary elementwise op whose meaning it is} (σ -> sigmoid, log -> log)."""
+    from ..ops.base import REGISTRY
+    if _FUNCTION_OPS.get("_size") != len(REGISTRY):
+        t = sympy.Symbol("t", real=True)
+        _FUNCTION_OPS.clear()
+        for op in REGISTRY.values():
+            if op.elementwise and op.nin == 1 and not op.attr_names and op.scalar is not None:
+                try:
+                    e = sympy.sympify(op.scalar(t))
+                except Exception:  # noqa: BLE001  a meaning that is not a function of a symbol
+                    continue
+                if isinstance(e, sympy.Function) and e.args == (t,):
+                    _FUNCTION_OPS.setdefault(type(e), op)
+        _FUNCTION_OPS["_size"] = len(REGISTRY)
+    return _FUNCTION_OPS
+
+
+def from_scalar(expr: sympy.Expr, args: dict, shape: tuple) -> Any:
+    """An elementwise SymPy expression in symbols standing for matrices, as matrix notation.
+
+    Sums become matrix sums (a number c becomes c·𝟙), products Hadamard
+    products, negative powers elementwise division, functions the ops
+    that mean them.  None when some part has no matrix form.
+    """
+    def conv(e):
+        if e in args:
+            return args[e]
+        if e.is_number:
+            return e
+        if isinstance(e, sympy.Add):
+            parts = [conv(a) for a in e.args]
+            if any(p is None for p in parts):
+                return None
+            out = parts[0] if isinstance(parts[0], MatrixExpr) else parts[0] * OneMatrix(*shape)
+            for p in parts[1:]:
+                out = out + (p if isinstance(p, MatrixExpr) else p * OneMatrix(*shape))
+            return out
+        if isinstance(e, sympy.Mul):
+            coeff, num, den = sympy.Integer(1), [], []
+            for f in e.args:
+                if isinstance(f, sympy.Pow) and f.exp.is_number and f.exp < 0:
+                    base = conv(f.base ** -f.exp)
+                    (den if isinstance(base, MatrixExpr) else num).append(
+                        base if isinstance(base, MatrixExpr) else (None if base is None else 1 / base))
+                else:
+                    num.append(conv(f))
+            if any(p is None for p in num + den):
+                return None
+            mats = []
+            for p in num:
+                if isinstance(p, MatrixExpr):
+                    mats.append(p)
+                else:
+                    coeff = coeff * p
+            out = mats[0] if mats else OneMatrix(*shape)
+            for m in mats[1:]:
+                out = hadamard(out, m)
+            if den:
+                d = den[0]
+                for m in den[1:]:
+                    d = hadamard(d, m)
+                out = HadamardPower(d, -1) if not mats else hadamard(out, HadamardPower(d, -1))
+            return coeff * out
+        if isinstance(e, sympy.Pow) and e.exp.is_number:
+            base = conv(e.base)
+            return None if base is None else HadamardPower(base, e.exp) if isinstance(base, MatrixExpr) \
+                else base ** e.exp
+        op = _function_ops().get(type(e)) if isinstance(e, sympy.Function) and len(e.args) == 1 else None
+        if op is not None:
+            inner = conv(e.args[0])
+            if isinstance(inner, MatrixExpr):
+                return _op_class(OpMatrix, op, (), (2,))(shape[0], shape[1], inner)
+        return None
+
+    out = conv(expr)
+    return out if isinstance(out, MatrixExpr) else None
 
 
 # ------------------------------------------------------ broadcasting

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import sympy
-from sympy.matrices.expressions.hadamard import HadamardProduct
+from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.pretty_symbology import pretty_symbol, pretty_use_unicode
@@ -24,10 +24,30 @@ DELTA = "δ_"
 _ENTRY = re.compile(r"^(?P<base>.+)\[(?P<index>[0-9,]+)\]$")
 
 
+def _split_division(expr) -> tuple[list, list]:
+    """Factors of a Hadamard product, and the bases of its ``^{∘-1}`` factors (printed after ⊘)."""
+    num, den = [], []
+    for a in expr.args:
+        if isinstance(a, HadamardPower) and a.exp == -1:
+            den.append(a.base)
+        else:
+            num.append(a)
+    return num, den
+
+
+def _compound(expr) -> bool:
+    from sympy.matrices.expressions.matadd import MatAdd
+    from sympy.matrices.expressions.matmul import MatMul
+    return isinstance(expr, (MatAdd, MatMul, HadamardProduct))
+
+
 class _Latex(LatexPrinter):
     def _print_HadamardProduct(self, expr):
-        return r" \odot ".join(self.parenthesize(a, sympy.printing.precedence.PRECEDENCE["Mul"], strict=True)
-                               for a in expr.args)
+        prec = sympy.printing.precedence.PRECEDENCE["Mul"]
+        num, den = _split_division(expr)
+        text = r" \odot ".join(self.parenthesize(a, prec, strict=True) for a in num)
+        return text + "".join(r" \oslash " + (r"\left(%s\right)" % self._print(d) if _compound(d)
+                                               else self.parenthesize(d, prec, strict=True)) for d in den)
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
@@ -48,8 +68,13 @@ class _Pretty(PrettyPrinter):
     def _print_HadamardProduct(self, expr):
         from sympy.matrices.expressions.matadd import MatAdd
         from sympy.matrices.expressions.matmul import MatMul
-        return self._print_seq(expr.args, None, None, " ⊙ ",
-                               parenthesize=lambda x: isinstance(x, (MatAdd, MatMul, HadamardProduct)))
+        paren = lambda x: isinstance(x, (MatAdd, MatMul, HadamardProduct))  # noqa: E731
+        num, den = _split_division(expr)
+        out = self._print_seq(num, None, None, " ⊙ ", parenthesize=paren)
+        for d in den:
+            form = self._print(d)
+            out = prettyForm(*out.right(" ⊘ ", prettyForm(*form.parens()) if paren(d) else form))
+        return out
 
     def _print_HadamardPower(self, expr):
         from sympy.matrices.expressions.matadd import MatAdd
