@@ -72,6 +72,10 @@ LEGEND_EDGES = (("forward", "──▶  forward", FORWARD_EDGE["color"]),
                 ("backward", "◀━━  gradient flow", BACKWARD_EDGE["color"]),
                 ("tie", "╌╌╌  gradient of", TIE_EDGE["color"]),
                 ("uses", "┈┈▶  value used by backward", USES_EDGE["color"]))
+# Graphviz keeps edges between nodes of one group straight: the forward chain
+# of ops reads along one line, the chain of gradient boxes along another
+NODE_GROUPS = {"op": "forward", "loss": "forward", "layer": "forward",
+               "grad": "backward", "param_grad": "backward", "layer_grad": "backward"}
 BACKWARD_STYLES = ("grad", "param_grad", "backward_op", "backward_const", "layer_grad")
 CLUSTER_STYLE = {"style": "rounded,filled", "fillcolor": "#f8fafc", "color": "#cbd5e1",
                  "fontcolor": "#334155", "fontsize": "11", "labeljust": "l"}
@@ -795,7 +799,8 @@ def _label(lines: list[str]) -> str:
 
 def _node(dot: graphviz.Digraph, item: _Item) -> None:
     attrs, _ = NODE_STYLES[item.style]
-    dot.node(item.key, _label(item.lines), **attrs)
+    group = NODE_GROUPS.get(item.style)
+    dot.node(item.key, _label(item.lines), **attrs, **({"group": group} if group else {}))
 
 
 def _legend(dot: graphviz.Digraph, styles: list[str], edge_kinds: set[str], loss_name: str) -> None:
