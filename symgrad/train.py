@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import tempfile
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 

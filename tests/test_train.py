@@ -3,6 +3,7 @@ shuffling is reproducible, early stopping restores the best weights,
 bad data gives typed errors, plots are written.  Steps are real compiled
 ones (``sg.compile_step``)."""
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -228,7 +229,7 @@ def test_not_a_step_and_divergence():
             sg.fit(step, {"x": xs, "y": xs}, epochs=50, batch_size=10, verbose=0)
 
 
-def test_progress_output(capsys):
+def test_progress_output(capsys, monkeypatch):
     xs = np.linspace(-1.0, 1.0, 10)
     *_, step = _line_regression(0.0, lr=0.1)
     sg.fit(step, {"x": xs, "y": xs}, epochs=2, batch_size=5, verbose=2)
@@ -236,6 +237,12 @@ def test_progress_output(capsys):
     assert out.out.splitlines()[0].startswith("epoch 1/2: loss=") and len(out.out.splitlines()) == 2
     sg.fit(step, {"x": xs, "y": xs}, epochs=2, batch_size=5, verbose=1)  # stderr is not a TTY here
     assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    sg.fit(step, {"x": xs, "y": xs}, epochs=3, batch_size=5, verbose=1)
+    err = capsys.readouterr().err
+    assert "fit: 100%" in err and "3/3" in err and "loss=" in err
+    sg.fit(step, {"x": xs, "y": xs}, epochs=3, batch_size=5, verbose=0)
+    assert capsys.readouterr() == ("", "")
 
 
 def test_history_plot_writes_png(tmp_path):
@@ -274,7 +281,6 @@ def test_history_plot_without_matplotlib(monkeypatch):
 
 def test_digits_gallery_smoke(tmp_path, capsys):
     import importlib.util
-    import sys
     from pathlib import Path
 
     gallery = Path(__file__).resolve().parents[1] / "gallery"
