@@ -373,7 +373,8 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
         or ``loss`` without validation) has not improved by more than
         ``min_delta`` for this many epochs.  None (default) never stops early.
     restore_best : with early stopping, put back the parameter values of the
-        best epoch at the end when a later epoch was worse.
+        best epoch at the end when a later epoch was worse (the optimizer
+        state and ``step.t`` are left as they are).
     seed : seeds ``np.random.default_rng`` that draws each epoch's permutation.
     shuffle : set False to visit samples in order.
     target : the input holding the targets for accuracy; default: the only
