@@ -274,7 +274,7 @@ def test_sums_broadcasts_and_softmax_print_in_matrix_notation():
     W = sg.param("W", shape=(3, 2), init="xavier", seed=0)
     c = sg.var("c", shape=("batch",), dtype="int")
     L = sg.losses.cross_entropy(X @ W, c)
-    assert str(sg.formula(L)) == "sum(-(HadamardProduct(log_softmax(X*W), one_hot(c)))*1)/batch"
+    assert str(sg.formula(L)) == "-sum((HadamardProduct(log_softmax(X*W), one_hot(c)))*1)/batch"
     assert sg.latex(sg.softmax(X @ W)) == r"\operatorname{softmax}\left(X W\right)"
     assert str(sg.formula(sg.sum(X, axis=0))) == "X.T*1"
     assert str(sg.formula(sg.sum(X, axis=1))) == "X*1"
@@ -396,3 +396,38 @@ def test_backprop_equations_errors():
         sg.backprop_equations(sg.sin(sg.var("x")))
     with pytest.raises(sg.GraphError, match="must be a Node"):
         sg.backprop_equations(3.0)
+
+
+def test_bce_and_cross_entropy_networks_in_matrix_notation():
+    X = sg.var("X", shape=("batch", 3))
+    y = sg.var("y", shape=("batch", 1))
+    c = sg.var("c", shape=("batch",), dtype="int")
+    W1 = sg.param("W1", shape=(3, 4), init="xavier", seed=0)
+    b1 = sg.param("b1", shape=(4,), init="normal", seed=5)
+    W2 = sg.param("W2", shape=(4, 2), init="xavier", seed=2)
+    H = sg.tanh(X @ W1 + b1, name="H")
+    P = sg.sigmoid(H @ W2, name="P")
+    rng = np.random.default_rng(0)
+    feeds = {"X": rng.normal(size=(5, 3)), "y": rng.uniform(size=(5, 1)), "c": np.array([0, 1, 1, 0, 1])}
+    bce = sg.losses.bce(sg.sum(P, axis=1, keepdims=True) * 0.5, y)
+    xent = sg.losses.cross_entropy(H @ W2, c)
+    params = [W1, b1, W2]
+    for L in (bce, xent):
+        eqs = sg.backprop_equations(L)
+        used = {n.name for n in sg.Graph(L).vars}
+        f = {k: v for k, v in feeds.items() if k in used}
+        got = eqs.evaluate(f)
+        for p, want in zip(params, sg.evaluate(sg.grad(L, params), f)):
+            np.testing.assert_allclose(got[f"∂L/∂{p.name}"], want, rtol=1e-10, atol=1e-15)
+        vals = {**f, **{p.name: p.value for p in params}, "batch": 5}
+        assert numeric(sg.formula(L), vals) == pytest.approx(float(sg.evaluate(L, f)), rel=1e-12)
+    # ∂bce/∂p is written out: (q − y) ⊘ (q ⊙ (1 − q)) with q = P𝟙/2, not as an opaque label
+    delta_p = sg.backprop_equations(bce).equations[0]
+    assert str(delta_p.lhs) == "δ_P"
+    assert "∂bce" not in sg.pretty(delta_p.rhs) and " ⊘ " in sg.pretty(delta_p.rhs)
+    assert r"\oslash" in sg.latex(delta_p.rhs)
+    # a scalar coefficient is taken out of the sum: Σ(c M) -> c Σ(M)
+    x, yv = sg.var("x", shape=("n",)), sg.var("t", shape=("n",))
+    w = sg.param("w", 0.5)
+    dw = sg.grad(sg.losses.mse(w * x, yv), w)
+    assert str(sg.formula(dw)) == "2*sum(HadamardProduct(w*x - t, x))/n"

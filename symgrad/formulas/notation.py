@@ -543,7 +543,8 @@ def reduce_sum(node: Node, args: list) -> Any:
         return a
     ms = matrix_shape(x.shape, x.describe())
     if len(axes) == x.ndim:
-        total = _op_class(OpScalar, get_op("sum"), (("axis", None), ("keepdims", False)), (x.ndim,))(a)
+        coeff, m = split_coeff(a)
+        total = coeff * _op_class(OpScalar, get_op("sum"), (("axis", None), ("keepdims", False)), (x.ndim,))(m)
         return total * OneMatrix(1, 1) if keep else total
     if axes == (0,):
         return OneMatrix(1, ms[0]) * a if keep else T(a) * OneMatrix(ms[0], 1)
