@@ -1,0 +1,49 @@
+"""Shared plumbing for the gallery scripts: arguments, output folder, files.
+
+Every script takes ``--out DIR`` (where its files go) and ``--smoke``
+(a fast run for the tests), prints what it shows, and writes its
+drawings, plots and formulas into the folder.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from symgrad.showcase import atomic_write_text
+
+
+def setup(name: str, description: str, argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=name, description=description)
+    p.add_argument("--out", default=f"_out/{name}", help="output folder")
+    p.add_argument("--smoke", action="store_true", help="fast run with fewer steps (used by the tests)")
+    args = p.parse_args(argv)
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def write(out: Path, filename: str, text: str) -> Path:
+    """Write a text file (formulas, LaTeX, tables) atomically and return its path."""
+    path = Path(out) / filename
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    return path
+
+
+def savefig(fig, out: Path, filename: str) -> Path:
+    """Save a matplotlib figure as PNG (written to a temporary name, then renamed)."""
+    import os
+    path = Path(out) / filename
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot with a file-only backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
