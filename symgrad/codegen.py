@@ -46,6 +46,7 @@ __all__ = ["compile", "compile_step", "CompiledFunction", "StepFunction"]
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 _INF = 1 << 60
+PERSIST = True
 #: ops whose result is always a new array (never a view of an input); others are treated as aliases
 _FRESH = {"add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "abs", "sign", "sin", "cos", "tanh",
           "maximum", "relu", "matmul", "sum", "mean", "max", "sigmoid", "sigmoid_prime", "tanh_prime", "step",
@@ -640,6 +641,14 @@ class _Program:
                             and self.consumers.get(id(a)) == {id(v)} and self.last.get(id(a)) != _INF:
                         hint[id(a)] = b
         temps: list[list] = []
+        self.persistent: dict[int, str] = {}
+        if self.float32 and self.params_writable:
+            # float32 training: params are loaded into persistent float32 working arrays, ours to reuse
+            for v in self.live.values():
+                if v.role == "param" and v.ndim > 0:
+                    b = [None, v.shape, self.last.get(id(v), -1), "temp"]
+                    self.buf[id(v)] = b
+                    temps.append(b)
         for i, v in enumerate(self.schedule):
             if not self._ownable(v):
                 continue
@@ -665,6 +674,13 @@ class _Program:
                 chosen[2] = self.last.get(id(v), i)
                 self.buf[id(v)] = chosen
                 self.inplace[id(v)] = chosen
+            elif PERSIST and self.params_writable and self.reuse and all(isinstance(d, int) for d in v.shape) \
+                    and self.last.get(id(v)) != _INF and (self._inplace_capable(v) or v.op == "matmul"):
+                # a training step keeps its fixed-shape temporaries between calls (never returned)
+                b = [None, v.shape, self.last.get(id(v), i), "temp"]
+                self.buf[id(v)] = b
+                temps.append(b)
+                self.persistent[id(v)] = self.bind(np.empty(v.shape, dtype=self.np_dtype), "ws")
             else:
                 b = [None, v.shape, self.last.get(id(v), i), "temp"]
                 self.buf[id(v)] = b
@@ -718,10 +734,11 @@ class _Program:
         """Source for value ``v`` (``out``: a buffer to write into, only for in-place capable ops)."""
         a = [self.ref(x) for x in v.args]
         op = v.op
-        if self.float32:  # python scalars meet float32 arrays as weak python floats
+        if self.float32:  # python scalars (computed in float64) meet float32 arrays as float32 scalars
+            ufunc = op in _UFUNCS  # (python floats are weak there; `0.5 * (x > 0)` would be float64)
             for k, x in enumerate(v.args):
-                if x.pyscalar and not v.pyscalar:
-                    a[k] = f"float({a[k]})"
+                if (x.pyscalar and not v.pyscalar) or (x.role == "const" and x.ndim == 0 and not ufunc):
+                    a[k] = f"_sc({a[k]})"
         if op in _UFUNCS and self._fresh(v):
             fn, _, infix = _UFUNCS[op]
             if op == "relu":
@@ -822,6 +839,8 @@ class _Program:
         g["_f64"] = np.float64
         g["_errstate"] = np.errstate
         g["_cast"] = lambda x, _dt=self.np_dtype: np.asarray(x, dtype=_dt)
+        g["_sc"] = self.np_dtype
+        g["_load"] = _load_into
         lines: list[str] = []
         body: list[str] = []
 
@@ -880,7 +899,10 @@ class _Program:
                 holder = self.bind(node, "param")
                 v.ident = self.new_ident(_ident_base(node.name))
                 src = f"{holder}.value"
-                if self.float32:
+                if self.float32 and self.params_writable and v.ndim > 0:
+                    work = self.bind(np.empty(v.shape, dtype=self.np_dtype), "work")
+                    src = f"_load({work}, {src})"
+                elif self.float32:
                     src += ".astype(_DT)"
                 body.append(f"    {v.ident} = {src}  # param {comment_text(node.name)}")
                 b = self.buf.get(id(v))
@@ -899,7 +921,12 @@ class _Program:
         for v in self.schedule:
             b = self.inplace.get(id(v))
             comment = _comment_for(v)
-            if b is not None:
+            if id(v) in self.persistent:
+                src = self.expr(v, out=self.persistent[id(v)])
+                v.ident = self.new_ident(_ident_base(next((n.name for n in v.nodes if n.name), None)))
+                stmt = f"{v.ident} = {src}"
+                self.buf[id(v)][0] = v.ident
+            elif b is not None:
                 src = self.expr(v, out=b[0])
                 v.ident = b[0]
                 stmt = src if (" += " in src or " -= " in src or " *= " in src or " /= " in src) \
@@ -916,6 +943,9 @@ class _Program:
 
         # stores into params and state, then the outputs
         outs = [self.ref(v) for v in self.out_vals]
+        for k, v in enumerate(self.out_vals):  # scalar constants and python scalars leave as NumPy scalars
+            if (v.role == "const" and v.ndim == 0) or (v.pyscalar and self.float32):
+                outs[k] = f"_sc({outs[k]})"
         tail: list[str] = []
         aliased = set()
         for leaf, v in self.plan_stores:
@@ -977,6 +1007,12 @@ class _Program:
                 if isinstance(d, str) and d not in seen:
                     seen.append(d)
         return seen
+
+
+def _load_into(work: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Copy (and cast) a param's value into its persistent working array."""
+    np.copyto(work, value, casting="same_kind")
+    return work
 
 
 # ================================================================ loading

@@ -148,6 +148,27 @@ def test_compiled_equals_evaluate_for_every_op(case):
     _check_case(case)
 
 
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_float32_compiles_every_op_in_float32(case):
+    name, shapes, build, domain = case
+    rng = np.random.default_rng(7)
+    int_input = name == "one_hot"
+    xs = [sg.var(f"x{i}", shape=s, dtype="int" if int_input else "float") for i, s in enumerate(shapes)]
+    out = build(*xs)
+    outputs = [out]
+    if not int_input and REGISTRY[name].vjp is not None:
+        y = sg.sum(sg.sin(out) + 0.5 * out * out)
+        wrt = xs[1:] if name == "where" else xs[:1] if name in ("reshape_like", "broadcast_like") else xs
+        outputs += [y] + sg.grad(y, wrt)
+    feeds = [_value(x.shape, domain[i] if i < len(domain) else ANY, rng, x.dtype) for i, x in enumerate(xs)]
+    feeds = [f.astype(np.float32) if f.dtype.kind == "f" else f for f in feeds]
+    got = sg.compile(outputs, inputs=xs, dtype="float32")(*feeds)
+    want = sg.evaluate(outputs, dict(zip(xs, [f.astype(np.float64) for f in feeds])))
+    for g, w in zip(got, want):
+        assert np.asarray(g).dtype == np.float32, (name, shapes)
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+
+
 def test_every_registered_op_is_covered():
     """Meta-test: every op in the registry now (built-in, derived, user-made) has a case; ops registered
     after this module was collected are compiled and checked here."""
@@ -462,3 +483,21 @@ def test_constant_outputs_and_folding():
     a, g = f(np.array([1.0, 2.0]))
     _assert_close(a, [6.0, 6.0])
     _assert_close(g, [1.0, 2.0])
+
+
+def test_bench_smoke_prints_a_table():
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, os.path.join(root, "bench", "mlp_step.py"), "--quick", "--frameworks", ""],
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    head = next(ln for ln in lines if ln.startswith("net"))
+    assert "numpy ms" in head and "symgrad/np" in head and "compile s" in head
+    rows = [ln for ln in lines if ln.startswith(("big ", "tiny "))]
+    assert [r.split()[0] for r in rows] == ["big", "big", "tiny", "tiny"]
+    assert {r.split()[3] for r in rows} == {"float64", "float32"}
+    for r in rows:
+        float(r.split()[6])  # the symgrad/numpy ratio column holds a number
+    assert "skipped: torch, jax" in res.stdout
