@@ -46,7 +46,8 @@ def main(argv=None):
     tex = []
     for name, L in losses.items():
         dw = sg.grad(L, w)
-        print(f"{name}: ∂L/∂w = {sg.formula(dw)}")
+        print(f"{name}:")
+        print(sg.pretty(dw, lhs="  ∂L/∂w"))
         tex.append(f"\\text{{{name}}}:\\quad \\frac{{\\partial L}}{{\\partial w}} = {sg.latex(dw)}")
     write(args.out, "gradients.tex", "\n".join(tex))
 

@@ -32,10 +32,11 @@ def main(argv=None):
     m = len(X_DATA)
     J = sg.sum((theta * x - y) ** 2) / (2 * m)
     dJ = sg.grad(J, theta)
-    curvature = float(np.mean(X_DATA ** 2))  # J''(θ₁) = (1/m) Σ xᵢ²
-    print("J(θ₁)   =", sg.formula(J))
-    print("J′(θ₁)  =", sg.formula(dJ))
-    print(f"J″(θ₁)  = {curvature:.4g}; steps converge when η < 2/J″ = {2 / curvature:.4g}")
+    d2J = sg.grad(dJ, theta)  # the backward graph is a graph: differentiate it again
+    curvature = float(sg.evaluate(d2J))  # J″(θ₁) = (1/m) Σ xᵢ², the same for every θ₁
+    print(sg.pretty(J, lhs="J(θ₁)"))
+    print(sg.pretty(dJ, lhs="J′(θ₁)"))
+    print("J″(θ₁) =", sg.pretty(d2J), f"= {curvature:.4g}; steps converge when η < 2/J″ = {2 / curvature:.4g}")
     write(args.out, "formulas.tex", f"J(\\theta_1) = {sg.latex(J)}\n"
                                     f"J'(\\theta_1) = {sg.latex(dJ)}\n")
     steps = 6 if args.smoke else 12

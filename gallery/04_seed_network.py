@@ -67,10 +67,10 @@ def main(argv=None):
 
     dW3 = grads[4]
     entries = sg.formula(dW3, keep=[layers[3], layers[5]], expand=True)
-    print("\nEach entry of ∂L/∂W3 in terms of h2 and ŷ:")
+    print("\nEntries of ∂L/∂W3 in terms of h2 and ŷ (BCE's derivative through the softmax Jacobian);")
+    print("column j is the same with h2[j] in front:")
     for i in range(entries.shape[0]):
-        for j in range(entries.shape[1]):
-            print(f"  ∂L/∂W3[{i},{j}] = {entries[i, j]}")
+        print(sg.pretty(entries[i, 0], lhs=f"  ∂L/∂W3[{i},0]"))
     write(args.out, "dW3_entries.tex", sg.latex(entries))
 
     dot = sg.draw(L, backward=True, values=feeds)

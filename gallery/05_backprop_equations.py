@@ -31,7 +31,8 @@ def main(argv=None):
     print(eqs)
     write(args.out, "backprop_equations.tex", eqs.latex())
     print()
-    print("∂L/∂W1 in named intermediates:", sg.formula(sg.grad(L, W1), keep="named"))
+    print("∂L/∂W₁ in the named intermediates:")
+    print(sg.pretty(sg.grad(L, W1), keep="named", lhs="  ∂L/∂W₁"))
 
     rng = np.random.default_rng(0)
     feeds = {X: rng.normal(size=(5, 3)), Y: rng.uniform(size=(5, 2))}

@@ -37,8 +37,9 @@ def main(argv=None):
         t1, t2 = sg.param("theta1", START[0]), sg.param("theta2", START[1])
         f = valley(t1, t2)
         print(f"{name}:")
-        print("  " + str(opt.formulas()).replace("\n", "\n  "))
-        tex.append(f"% {name}\n{sg.latex(opt.formulas()) if not hasattr(opt.formulas(), 'latex') else opt.formulas().latex()}")
+        rule = opt.formulas()
+        print("  " + sg.pretty(rule).replace("\n", "\n  "))
+        tex.append(f"% {name}\n{sg.latex(rule)}")
         step = sg.compile_step(f, opt, inputs=[])
         path = [(float(t1.value), float(t2.value))]
         for _ in range(steps):

@@ -36,6 +36,7 @@ import numpy as np
 import sympy
 
 from .errors import OptimizerError
+from .formulas.printing import Printable, join_pretty, to_pretty
 from .graph import Node
 from .ops import const, maximum, sqrt, var
 from .ops import sum as _sum
@@ -212,7 +213,31 @@ def _tidy(expr: sympy.Expr) -> sympy.Expr:
     return expr.replace(is_neg_max, lambda e: sympy.Min(*[-a for a in e.args[1].args]))
 
 
-class UpdateFormulas(dict):
+class _GlobalNorm(sympy.Function):
+    """‖g‖, the norm over all gradients together (for printing a clip_norm rule); |g| on one number."""
+
+    is_extended_real = True
+    is_extended_nonnegative = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:
+            return sympy.Abs(x)
+        return None
+
+    def _latex(self, printer) -> str:
+        return r"\lVert %s \rVert" % printer._print(self.args[0])
+
+    def _pretty(self, printer):
+        from sympy.printing.pretty.stringpict import prettyForm
+        bar = prettyForm("‖")
+        return prettyForm(*bar.right(printer._print(self.args[0]), bar))
+
+    def _sympystr(self, printer) -> str:
+        return "norm(%s)" % printer._print(self.args[0])
+
+
+class UpdateFormulas(dict, Printable):
     """The update rule as SymPy expressions: ``{name: new value}`` in update order.
 
     Keys are the names of the updated quantities (``"g"`` for a clipped or
@@ -222,16 +247,12 @@ class UpdateFormulas(dict):
     line per update, ``latex()`` an aligned LaTeX block.
     """
 
+    def pretty(self) -> str:
+        """One update per line, ``lhs ← rhs`` on the formula's baseline."""
+        return "\n".join(join_pretty([f"{to_pretty(sympy.Symbol(name))} ← ", expr]) for name, expr in self.items())
+
     def __str__(self) -> str:
-        lines = []
-        for name, expr in self.items():
-            rhs = sympy.pretty(expr, use_unicode=True, wrap_line=False)
-            lhs = sympy.pretty(sympy.Symbol(name), use_unicode=True)
-            if "\n" in rhs:
-                lines.append(f"{lhs} ←\n{rhs}")
-            else:
-                lines.append(f"{lhs} ← {rhs}")
-        return "\n".join(lines)
+        return self.pretty()
 
     def latex(self) -> str:
         rows = [f"{sympy.latex(sympy.Symbol(name))} &\\leftarrow {sympy.latex(expr)}" for name, expr in self.items()]
@@ -362,6 +383,8 @@ class Optimizer:
             pre = self._decay(theta, pre, h)
         if pre is not g:
             out["g"] = _to_sympy(pre)
+            if self.clip_norm is not None:  # on one scalar g the norm is |g|; it is the norm over all grads
+                out["g"] = out["g"].replace(sympy.Abs, _GlobalNorm)
         # the rule proper reads the (clipped, decayed) gradient as g
         rule_h = {k: v for k, v in h.items() if not (k == "weight_decay" and self._couples_decay())}
         new_theta, new_state = self.rule(theta, g, state, lr, t, rule_h)

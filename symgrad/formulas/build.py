@@ -400,6 +400,10 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
         if entries.ndim <= 2:
             return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist())
         return sympy.Array(entries.tolist())
+    if mode == MATRIX and keep is None and node.shape == () and all(
+            n.kind == "const" and all(isinstance(d, int) for d in n.shape) for n in nodes if n.is_leaf and n.shape != ()):
+        # a scalar of scalar leaves and fixed constant arrays (data) is a scalar closed form: Σ written out
+        return tidy(np.asarray(Builder(EXPAND).define(node), dtype=object)[()])
     symbols = {n: leaf_symbol(n.name, n.shape) for n in marks}
     b = Builder(mode, symbols, opaque=keep is not None)
     expr = b.define(node)

@@ -86,6 +86,18 @@ class _Pretty(PrettyPrinter):
         circ_exp = prettyForm(*stringPict.next("∘", self._print(expr.exp)), binding=prettyForm.LINE)
         return base ** circ_exp
 
+    def _print_Max(self, expr):  # max(a, b) in 2-D, as in the LaTeX (SymPy's default is one-line "Max(a, b)")
+        return self._named_call("max", expr.args)
+
+    def _print_Min(self, expr):
+        return self._named_call("min", expr.args)
+
+    def _named_call(self, name, args):
+        head, inner = prettyForm(name), prettyForm(*self._print_seq(args, delimiter=", ").parens())
+        out = prettyForm(*head.right(inner), binding=prettyForm.FUNC)
+        out.prettyFunc, out.prettyArgs = head, inner  # what SymPy's power printing reads for f(x)²
+        return out
+
     def _print_Symbol(self, e, bold_name=False):
         name = e.name
         if name.startswith(DELTA) and len(name) > len(DELTA):
@@ -124,7 +136,7 @@ def _resolve(obj: Any, what: str, kwargs: dict) -> Any:
                      f"got {type(obj).__name__}")
 
 
-def latex(obj: Any, **formula_options: Any) -> str:
+def latex(obj: Any, lhs: str | None = None, **formula_options: Any) -> str:
     """LaTeX of a node's formula, a SymPy formula, a chain rule or backprop equations.
 
     Parameters
@@ -132,6 +144,7 @@ def latex(obj: Any, **formula_options: Any) -> str:
     obj : a Node (printed as ``formula(obj, **formula_options)``), a
         SymPy object, or the result of :func:`chain_rule` /
         :func:`backprop_equations`.
+    lhs : LaTeX put in front as ``lhs = …`` (e.g. ``r"\\frac{\\partial L}{\\partial w}"``).
 
     Examples
     --------
@@ -141,17 +154,23 @@ def latex(obj: Any, **formula_options: Any) -> str:
     '\\\\sigma\\\\left(w x\\\\right)'
     """
     obj = _resolve(obj, "latex", formula_options)
-    if isinstance(obj, Printable):
-        return obj.latex()
-    return to_latex(obj)
+    text = obj.latex() if isinstance(obj, Printable) else to_latex(obj)
+    if lhs is None:
+        return text
+    if not isinstance(lhs, str):
+        raise GraphError(f"latex: lhs must be a string, got {type(lhs).__name__}")
+    return f"{lhs} = {text}"
 
 
 def to_latex(expr: Any) -> str:
     return _Latex().doprint(sympy.sympify(expr) if isinstance(expr, (int, float)) else expr)
 
 
-def pretty(obj: Any, **formula_options: Any) -> str:
+def pretty(obj: Any, lhs: str | None = None, **formula_options: Any) -> str:
     """Unicode (2-D, SymPy pretty-printer) text of the same objects as :func:`latex`.
+
+    ``lhs``: text put in front as ``lhs = …``, on the formula's baseline
+    (so a fraction's bar lines up with the ``=``).
 
     Examples
     --------
@@ -159,11 +178,16 @@ def pretty(obj: Any, **formula_options: Any) -> str:
     >>> x, w = sg.var("x"), sg.param("w", 0.5)
     >>> print(sg.pretty(sg.sigmoid(w * x)))
     σ(w⋅x)
+    >>> print(sg.pretty(sg.sigmoid(w * x), lhs="ŷ"))
+    ŷ = σ(w⋅x)
     """
     obj = _resolve(obj, "pretty", formula_options)
+    if lhs is not None and not isinstance(lhs, str):
+        raise GraphError(f"pretty: lhs must be a string, got {type(lhs).__name__}")
     if isinstance(obj, Printable):
-        return obj.pretty()
-    return to_pretty(obj)
+        text = obj.pretty()
+        return text if lhs is None else f"{lhs} = {text}"
+    return to_pretty(obj) if lhs is None else join_pretty([f"{lhs} = ", obj])
 
 
 def pretty_form(expr: Any) -> prettyForm:

@@ -1,0 +1,75 @@
+"""Printed formulas as a user reads them: lhs = rhs on one baseline, closed forms over data,
+max/min and the optimizer rules in 2-D text and LaTeX."""
+import numpy as np
+import pytest
+import sympy
+
+import symgrad as sg
+from symgrad.errors import GraphError
+
+
+def test_scalar_over_constant_data_is_a_closed_form():
+    """J(θ) = 1/(2m) Σ (θ xᵢ − yᵢ)² over fixed data prints as a polynomial in θ, not a Σ of a Matrix."""
+    theta = sg.param("theta1", 0.0)
+    xs, ys = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])
+    J = sg.sum((theta * sg.const(xs) - sg.const(ys)) ** 2) / 6
+    dJ = sg.grad(J, theta)
+    t = sympy.Symbol("theta1", real=True)
+    assert sympy.simplify(sg.formula(J) - sympy.Rational(7, 3) * (t - 1) ** 2) == 0
+    assert sympy.simplify(sg.formula(dJ) - sympy.Rational(14, 3) * (t - 1)) == 0
+    assert sg.formula(sg.grad(dJ, theta)) == sympy.Rational(14, 3)
+    assert not sg.formula(J).has(sympy.MatrixBase)
+    # the closed form agrees with evaluation at another θ
+    theta.value = 0.25
+    assert float(sg.formula(J).subs(t, 0.25)) == pytest.approx(float(sg.evaluate(J)))
+
+
+def test_tensor_vars_still_print_in_matrix_notation():
+    x, y = sg.var("x", shape=("n",)), sg.var("y", shape=("n",))
+    w = sg.param("w", 1.0)
+    f = sg.formula(sg.losses.mse(w * x, y))
+    assert f.has(sympy.MatrixSymbol)
+
+
+def test_pretty_lhs_sits_on_the_baseline():
+    x, w = sg.var("x"), sg.param("w", 0.5)
+    text = sg.pretty(sg.sigmoid(w * x) / x ** 2, lhs="∂L/∂w")
+    lines = text.splitlines()
+    bar = next(i for i, ln in enumerate(lines) if "─" in ln)
+    assert lines[bar].startswith("∂L/∂w = ")
+    assert all(not ln.strip().startswith("∂L/∂w") for k, ln in enumerate(lines) if k != bar)
+    assert sg.pretty(w * x, lhs="ŷ") == "ŷ = w⋅x"
+    assert sg.latex(w * x, lhs=r"\hat y") == r"\hat y = w x"
+    with pytest.raises(GraphError, match="lhs must be a string"):
+        sg.pretty(w * x, lhs=3)
+
+
+def test_max_and_min_print_in_lower_case_2d():
+    x = sg.var("x")
+    assert sg.pretty(sg.maximum(x, 0.0)) == "max(0, x)"
+    text = sg.pretty(sg.maximum(x * x / 3, x))
+    assert "max" in text and "Max" not in text and "─" in text  # the fraction is drawn, not flattened
+    assert r"\max" in sg.latex(sg.maximum(x, 0.0))
+
+
+def test_optimizer_rules_print_aligned_and_as_latex():
+    rule = sg.optim.Adam(lr=1e-3).formulas()
+    text = sg.pretty(rule)
+    assert str(rule) == text
+    lines = text.splitlines()
+    starts = [ln.split("←")[0].strip() for ln in lines if "←" in ln]
+    assert starts == ["m", "v", "θ"]
+    tex = sg.latex(rule)
+    assert tex.startswith("\\begin{aligned}") and tex.count("\\leftarrow") == 3
+    b1, g, m = sympy.symbols("beta_1 g m", real=True)
+    assert sympy.simplify(rule["m"] - (b1 * m + (1 - b1) * g)) == 0
+
+
+def test_clip_norm_rule_prints_the_global_norm():
+    rule = sg.optim.SGD(0.1, clip_norm=1.0).formulas()
+    assert "‖g‖" in sg.pretty(rule)
+    assert r"\lVert g \rVert" in sg.latex(rule)
+    g, c = sympy.symbols("g c", real=True)
+    # on numbers the norm of one entry is its absolute value: the clipped g is c·g / max(c, |g|)
+    for gv, cv, want in [(3.0, 1.0, 1.0), (-0.5, 1.0, -0.5), (-4.0, 2.0, -2.0)]:
+        assert float(rule["g"].subs({g: gv, c: cv})) == pytest.approx(want)
