@@ -23,9 +23,9 @@ def main(argv=None):
     feeds = {x: 1.5, y: 1.0}
 
     print("Model:  ŷ = σ(w·x + b),  L = −(y log ŷ + (1 − y) log(1 − ŷ))")
-    print("L      =", sg.formula(L))
-    print("∂L/∂w  =", sg.formula(dw))
-    print("∂L/∂b  =", sg.formula(db))
+    print(sg.pretty(L, lhs="L"))
+    print(sg.pretty(dw, lhs="∂L/∂w"))
+    print(sg.pretty(db, lhs="∂L/∂b"))
     print()
     print(sg.chain_rule(L, w, feeds=feeds))
     write(args.out, "formulas.tex", "\n".join([

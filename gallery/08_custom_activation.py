@@ -22,9 +22,9 @@ def main(argv=None):
     for name, act in (("swish", swish), ("mish", mish)):
         d1 = sg.grad(act(z), z)
         d2 = sg.grad(d1, z)
-        print(f"{name}(z)   = {sg.formula(act(z))}")
-        print(f"{name}′(z)  = {sg.formula(d1)}")
-        print(f"{name}″(z)  = {sg.formula(d2)}")
+        print(sg.pretty(act(z), lhs=f"{name}(z)"))
+        print(sg.pretty(d1, lhs=f"{name}′(z)"))
+        print(sg.pretty(d2, lhs=f"{name}″(z)"))
         write(args.out, f"{name}.tex", f"{sg.latex(act(z))}\n{sg.latex(d1)}\n{sg.latex(d2)}")
 
     # a small network with swish hidden units learns XOR

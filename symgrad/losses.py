@@ -24,16 +24,23 @@ def _pair(name: str, pred, target) -> tuple[Node, Node]:
     return pred, target
 
 
+def _mean(x: Node, name) -> Node:
+    """The mean of the per-entry losses; a scalar loss is its own mean (no ``mean`` node to draw)."""
+    if x.shape == ():
+        return x.named(name) if name is not None else x
+    return mean(x, name=name)
+
+
 def mse(pred, target, name=None) -> Node:
     """Mean squared error: mean((pred − target)²)."""
     pred, target = _pair("mse", pred, target)
-    return mean((pred - target) ** 2, name=name)
+    return _mean((pred - target) ** 2, name=name)
 
 
 def mae(pred, target, name=None) -> Node:
     """Mean absolute error: mean(|pred − target|)."""
     pred, target = _pair("mae", pred, target)
-    return mean(_abs(pred - target), name=name)
+    return _mean(_abs(pred - target), name=name)
 
 
 def bce(prob, target, name=None) -> Node:
@@ -43,13 +50,13 @@ def bce(prob, target, name=None) -> Node:
     finite loss; prefer :func:`bce_with_logits` for logits.
     """
     prob, target = _pair("bce", prob, target)
-    return mean(apply("bce", prob, target), name=name)
+    return _mean(apply("bce", prob, target), name=name)
 
 
 def bce_with_logits(logits, target, name=None) -> Node:
     """Binary cross-entropy of σ(logits), computed stably for any logit."""
     logits, target = _pair("bce_with_logits", logits, target)
-    return mean(apply("bce_logits", logits, target), name=name)
+    return _mean(apply("bce_logits", logits, target), name=name)
 
 
 def cross_entropy(logits, target, name=None) -> Node:
@@ -76,7 +83,7 @@ def cross_entropy(logits, target, name=None) -> Node:
     if target.dtype not in ("float", "int"):
         raise GraphError(f"cross_entropy: unsupported target dtype {target.dtype}")
     per_sample = -_sum(target * log_softmax(logits, axis=-1), axis=-1)
-    return mean(per_sample, name=name)
+    return _mean(per_sample, name=name)
 
 
 __all__ = ["mse", "mae", "bce", "bce_with_logits", "cross_entropy"]

@@ -98,7 +98,7 @@ def test_keep_by_node_and_by_name():
     with pytest.raises(sg.GraphError, match="no intermediate node named 'q'"):
         sg.formula(g, keep=["q"])
     with pytest.raises(sg.GraphError, match="has no name"):
-        sg.formula(g, keep=[sg.Graph(L).order[-2]])
+        sg.formula(g, keep=[next(n for n in sg.Graph(L).order if n.name is None and not n.is_leaf)])
 
 
 def test_keep_named_is_linear_in_depth():
@@ -171,9 +171,9 @@ def test_chain_rule_printing():
     cr = sg.chain_rule(L, w, {"x": 1.5, "y": 1.0})
     text = str(cr)
     assert "∂L/∂w = x⋅(a - y) = -0.449149" in text
-    assert "path 1: w → u₁ → z → a → u₂ → L" in text
+    assert "path 1: w → u₁ → z → a → L" in text
     tex = cr.latex()
-    assert tex.startswith(r"\begin{aligned}\frac{\partial L}{\partial w} &= \frac{\partial L}{\partial u_{2}}")
+    assert tex.startswith(r"\begin{aligned}\frac{\partial L}{\partial w} &= \frac{\partial L}{\partial a}")
     assert r"&= x \left(a - y\right)" in tex
     assert sg.latex(cr) == tex and sg.pretty(cr) == text and cr._repr_latex_() == "$$" + tex + "$$"
 

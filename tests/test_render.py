@@ -156,18 +156,18 @@ def no_dot(monkeypatch, tmp_path):
 def test_perceptron_forward_nodes_styles_values_and_edges(tmp_path):
     L, feeds = perceptron()
     svg = svg_of(sg.draw(L, values=feeds), tmp_path)
-    ids = {name: find(svg, name) for name in ("x", "y", "w", "b", "z = · + ·", "ŷ = σ(·)", "L = mean(·)")}
+    ids = {name: find(svg, name) for name in ("x", "y", "w", "b", "z = · + ·", "ŷ = σ(·)", "L = BCE(·, ·)")}
     nodes = svg["nodes"]
     assert nodes[ids["x"]]["fill"] == nodes[ids["y"]]["fill"] == FILL["input"]
     assert nodes[ids["w"]]["fill"] == nodes[ids["b"]]["fill"] == FILL["param"]
     assert nodes[ids["z = · + ·"]]["fill"] == FILL["op"]
-    assert nodes[ids["L = mean(·)"]]["fill"] == FILL["loss"]
+    assert nodes[ids["L = BCE(·, ·)"]]["fill"] == FILL["loss"]
     z = 0.5 * 1.5 + 0.1
     p = sigmoid(z)
     assert nodes[ids["x"]]["text"] == ["x", "1.5"] and nodes[ids["w"]]["text"] == ["w", "0.5"]
     assert nodes[ids["z = · + ·"]]["text"][1] == sig4(z) == "0.85"
     assert nodes[ids["ŷ = σ(·)"]]["text"][1] == sig4(p) == "0.7006"
-    assert nodes[ids["L = mean(·)"]]["text"][1] == sig4(-math.log(p)) == "0.3559"
+    assert nodes[ids["L = BCE(·, ·)"]]["text"][1] == sig4(-math.log(p)) == "0.3559"
     for a, b in [("z = · + ·", "ŷ = σ(·)"), ("b", "z = · + ·")]:
         e = edge(svg, ids[a], ids[b])
         assert (e["tail"], e["head"]) == (ids[a], ids[b])
@@ -186,7 +186,7 @@ def test_perceptron_backward_gradients_are_tied_to_their_nodes(tmp_path):
     p = sigmoid(0.85)
     dz = p - 1.0                        # ∂L/∂z of BCE after a sigmoid, y = 1
     want = {"w": (dz * 1.5, "w"), "b": (dz, "b"), "z": (dz, "z = · + ·"), "ŷ": (-1.0 / p, "ŷ = σ(·)"),
-            "L": (1.0, "L = mean(·)")}
+            "L": (1.0, "L = BCE(·, ·)")}
     for target, (value, forward_label) in want.items():
         g = grad_box(svg, target)
         assert nodes[g]["text"][-1].endswith(sig4(value))
@@ -216,7 +216,7 @@ def test_perceptron_backward_gradients_are_tied_to_their_nodes(tmp_path):
 def test_perceptron_formulas_on_the_nodes():
     L, feeds = perceptron()
     src = sg.draw(L, backward=True, formulas=True).source
-    for label in ("z = w·x + b", "ŷ = σ(z)", "L = mean(BCE(ŷ, y))", "∂L/∂w = ∂L/∂z · x",
+    for label in ("z = w·x + b", "ŷ = σ(z)", "L = BCE(ŷ, y)", "∂L/∂w = ∂L/∂z · x",
                   "∂L/∂z = ∂L/∂ŷ · σ′(z)", "∂L/∂b = ∂L/∂z", "∂L/∂L = 1"):
         assert f'"{label}' in src or f"{label}\\n" in src, label
 
