@@ -38,10 +38,10 @@ def main(argv=None):
     loss0, gw, gb = (float(v) for v in sg.evaluate([L, dw, db], feeds))
     print()
     print(f"At x = 1.5, y = 1, w = 0.5, b = 0.1:  L = {loss0:.4f}, ∂L/∂w = {gw:.4f}, ∂L/∂b = {gb:.4f}")
-    dot = sg.draw(L, backward=True, values=feeds)
-    path = sg.render(dot, args.out / "perceptron_backward.svg")
-    sg.render(sg.draw(L, values=feeds), args.out / "perceptron_forward.svg")
-    print(f"wrote {path}")
+    for name, dot in [("perceptron_forward", sg.draw(L, values=feeds)),
+                      ("perceptron_backward", sg.draw(L, backward=True, values=feeds)),
+                      ("perceptron_backward_formulas", sg.draw(L, backward=True, values=feeds, formulas=True))]:
+        print(f"wrote {sg.render(dot, args.out / (name + '.svg'))}")
 
     w.value = w.value - LEARNING_RATE * gw
     b.value = b.value - LEARNING_RATE * gb

@@ -73,8 +73,10 @@ def main(argv=None):
         print(sg.pretty(entries[i, 0], lhs=f"  ∂L/∂W3[{i},0]"))
     write(args.out, "dW3_entries.tex", sg.latex(entries))
 
-    dot = sg.draw(L, backward=True, values=feeds)
-    print(f"\nwrote {sg.render(dot, args.out / 'network_backward.svg')}")
+    print()
+    for name, formulas in [("network_backward", False), ("network_backward_formulas", True)]:
+        dot = sg.draw(L, backward=True, values=feeds, formulas=formulas)
+        print(f"wrote {sg.render(dot, args.out / (name + '.svg'))}")
 
 
 if __name__ == "__main__":

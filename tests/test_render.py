@@ -544,31 +544,3 @@ def test_format_value_and_pretty_names():
     assert rmod.format_value(big, shape=False)[0] == "mean 6.5"
     assert [rmod.pretty_name(n) for n in ("W1", "yhat", "y_hat2", "delta", "mlp.0.W", "loss")] == \
         ["W₁", "ŷ", "ŷ₂", "δ", "mlp.0.W", "loss"]
-
-
-# ------------------------------------------------------- gallery scripts
-def load_script(name: str):
-    path = ROOT / "gallery" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"gallery_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize("name, files", [
-    ("draw_perceptron", {"perceptron_forward.svg", "perceptron_backward.svg"}),
-    ("draw_seed_network", {"seed_network.svg"}),
-    ("draw_deep_mlp", {"deep_mlp.svg"}),
-])
-def test_gallery_drawing_scripts(no_dot, tmp_path, name, files, capsys):
-    out = tmp_path / "out"
-    paths = load_script(name).main(["--out", str(out)])
-    assert {p.name for p in paths} == files == {p.name for p in out.iterdir()}
-    for p in paths:
-        svg = parse_svg(p.read_bytes())
-        assert len(svg["nodes"]) > 5
-    assert "wrote" in capsys.readouterr().out
-    if name == "draw_deep_mlp":
-        svg = parse_svg((out / "deep_mlp.svg").read_bytes())
-        layers = list(drawn(svg, "layer"))
-        assert sorted(layers, key=lambda s: int(s.split(".")[1])) == [f"mlp.{i}" for i in range(12)]

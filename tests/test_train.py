@@ -277,26 +277,3 @@ def test_history_plot_without_matplotlib(monkeypatch):
         h.plot()
     with pytest.raises(ImportError):  # also an ImportError for generic handlers
         h.plot()
-
-
-def test_digits_gallery_smoke(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    gallery = Path(__file__).resolve().parents[1] / "gallery"
-    sys.path.insert(0, str(gallery))
-    try:
-        spec = importlib.util.spec_from_file_location("gallery_06_digits_mlp", gallery / "06_digits_mlp.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        accuracy = module.main(["--smoke", "--out", str(tmp_path)])
-    finally:
-        sys.path.remove(str(gallery))
-    out = capsys.readouterr().out
-    assert "test accuracy" in out and "parameters identical: True" in out
-    assert 0.3 < accuracy <= 1.0  # 20 Adam steps already beat chance (10 %) by far
-    png = (tmp_path / "training_curves.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert isinstance(sg.load(tmp_path / "digits_mlp.npz"), sg.nn.MLP)
-    rows = (tmp_path / "history.csv").read_text().splitlines()
-    assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 3
