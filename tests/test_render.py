@@ -6,11 +6,9 @@ here, independently of symgrad.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import shutil
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,7 +21,6 @@ from symgrad.errors import FeedError, GradError, GraphvizNotFoundError, RenderEr
 
 rmod = sys.modules["symgrad.render"]  # the module (sg.render is the function)
 SVG = "{http://www.w3.org/2000/svg}"
-ROOT = Path(__file__).resolve().parents[1]
 
 FILL = {kind: attrs["fillcolor"] for kind, (attrs, _) in rmod.NODE_STYLES.items()}
 PURPLE = rmod.BACKWARD_EDGE["color"]
