@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
