@@ -56,7 +56,9 @@ def _build(args) -> tuple:
     wrt_names = _names(args.wrt, "--wrt")
     values = _values(getattr(args, "values", None))
     parsed = parse(args.expr, params=wrt_names, values=values)
-    out, symbol = parsed.node, "f"
+    symbol = "f" if "f" not in parsed.names else "out"  # the output's name in formulas and drawings
+    out = parsed.node if parsed.node.name else parsed.node.named(symbol)
+    symbol = out.name
     if args.loss:
         target = parsed.names.get(args.target) or var(args.target)
         out = getattr(losses, args.loss)(parsed.node, target, name="L")
@@ -80,25 +82,24 @@ def _build(args) -> tuple:
 def _cmd_grad(args) -> int:
     from .autodiff import grad
     from .evaluate import evaluate
-    from .formulas import chain_rule, formula, latex, pretty
+    from .formulas import chain_rule, formula, latex
+    from .formulas.printing import join_pretty
 
     out, wrt, feeds, symbol = _build(args)
     if not wrt:
         raise UsageError("--wrt: name at least one variable to differentiate with respect to")
     grads = grad(out, wrt)
-    def fmt(node):
-        if args.latex:
-            return latex(node)
-        return pretty(node) if args.pretty else str(formula(node))
-
     nums = evaluate([out] + grads, feeds) if feeds is not None else None
     d = r"\frac{\partial %s}{\partial %s}" if args.latex else "∂%s/∂%s"
-    print(f"{symbol} = {fmt(out)}" + (f"  = {float(nums[0]):.6g}" if nums else ""))
-    for i, (w, g) in enumerate(zip(wrt, grads)):
-        line = f"{d % (symbol, w.name)} = {fmt(g)}"
-        if nums:
-            line += f"  = {float(nums[i + 1]):.6g}"
-        print(line)
+    lhs = [symbol] + [d % (symbol, w.name) for w in wrt]
+    for i, node in enumerate([out] + grads):
+        value = [f" = {float(nums[i]):.6g}"] if nums else []
+        if args.latex:
+            print(f"{lhs[i]} = {latex(node)}" + "".join(value))
+        elif args.pretty:
+            print(join_pretty([f"{lhs[i]} = ", formula(node)] + value))
+        else:
+            print(f"{lhs[i]} = {formula(node)}" + "".join(value))
     if args.chain:
         for w in wrt:
             print()
@@ -123,8 +124,12 @@ def _cmd_draw(args) -> int:
 
 
 def _cmd_gallery(args) -> int:
-    from .showcase import run
+    from .showcase import find_gallery, run, scripts
 
+    try:  # a folder without examples or an --only that matches none is a usage error
+        scripts(find_gallery(args.gallery_dir), args.only)
+    except SymgradError as e:
+        raise UsageError(str(e)) from None
     results = run(args.out, only=args.only, smoke=args.smoke, gallery_dir=args.gallery_dir)
     failed = [r.name for r in results if r.returncode != 0]
     print(f"wrote {args.out}/index.html ({len(results)} examples" + (f", {len(failed)} failed)" if failed else ")"))

@@ -47,10 +47,11 @@ class Parsed:
     names: dict[str, Node]
 
 
-def _error(text: str, col: int | None, message: str) -> ParseError:
+def _error(text: str, col: int | None, message: str, hint: str = "") -> ParseError:
+    hint = f"; {hint}" if hint else ""
     if col is None:
-        return ParseError(f"{message}\n  {text}")
-    return ParseError(f"{message} at position {col + 1}\n  {text}\n  {' ' * col}^")
+        return ParseError(f"{message}{hint}\n  {text}")
+    return ParseError(f"{message} at position {col + 1}{hint}\n  {text}\n  {' ' * col}^")
 
 
 def parse(text: str, *, params: Iterable[str] = (), values: Mapping[str, float] | None = None) -> Parsed:
@@ -77,8 +78,8 @@ def parse(text: str, *, params: Iterable[str] = (), values: Mapping[str, float] 
         back.extend([i] * len(piece))
     back.append(len(src))
 
-    def error(col: int | None, message: str) -> ParseError:
-        return _error(src, None if col is None else back[min(col, len(back) - 1)], message)
+    def error(col: int | None, message: str, hint: str = "") -> ParseError:
+        return _error(src, None if col is None else back[min(col, len(back) - 1)], message, hint)
 
     try:
         tree = ast.parse(code, mode="eval")
@@ -134,9 +135,12 @@ def parse(text: str, *, params: Iterable[str] = (), values: Mapping[str, float] 
                 return visit(n.operand)
             raise error(col, f"operator {type(n.op).__name__} is not allowed")
         if isinstance(n, ast.Call):
-            if not isinstance(n.func, ast.Name) or n.func.id not in FUNCTIONS:
-                shown = n.func.id if isinstance(n.func, ast.Name) else ast.unparse(n.func)
-                raise error(col, f"unknown function {shown!r}; allowed: {', '.join(sorted(FUNCTIONS))}")
+            if not isinstance(n.func, ast.Name):
+                raise error(col, f"calling {type(n.func).__name__.lower()} {ast.unparse(n.func)[:40]!r} is not "
+                                 f"allowed, only a function by name such as sigmoid(z)",
+                            f"allowed: {', '.join(sorted(FUNCTIONS))}")
+            if n.func.id not in FUNCTIONS:
+                raise error(col, f"unknown function {n.func.id!r}", f"allowed: {', '.join(sorted(FUNCTIONS))}")
             fn, arity = FUNCTIONS[n.func.id]
             if len(n.args) != arity:
                 raise error(col, f"{n.func.id} takes {arity} argument(s), got {len(n.args)}")
