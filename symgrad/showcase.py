@@ -135,8 +135,10 @@ def write_index(out: Path, results: list[Result]) -> Path:
             parts.append('<div class="figs">')
             for p in images:
                 rel = f"{r.out.name}/{p.name}"
-                parts.append(f'<figure><img src="{html.escape(rel)}" alt="{html.escape(p.stem)}">'
-                             f"<figcaption>{html.escape(p.name)}</figcaption></figure>")
+                kind = "drawing" if p.suffix == ".svg" else "plot"  # drawings at full size, scrolled if wide
+                parts.append(f'<figure class="{kind}"><a href="{html.escape(rel)}"><img src="{html.escape(rel)}" '
+                             f'alt="{html.escape(p.stem)}"></a>'
+                             f"<figcaption>{html.escape(p.name)} (click to open alone)</figcaption></figure>")
             parts.append("</div>")
         for p in files:
             if p.suffix in (".tex", ".txt", ".py"):
@@ -162,6 +164,7 @@ font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;white-space:pre}
 pre.err{background:#fff5f5;border-color:#feb2b2}
 .fail{color:#c53030;font-size:.8em}.meta{color:#666;font-size:.85em}
 .figs{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;border:1px solid #e1e4e8;padding:.5em;background:#fff;
-max-width:100%}figure img{max-width:100%;height:auto;display:block}figcaption{font-size:.8em;color:#666}
+max-width:100%;box-sizing:border-box;overflow-x:auto}figure img{max-width:100%;height:auto;display:block}
+figure.drawing img{max-width:none}figcaption{font-size:.8em;color:#666}
 details{margin:.5em 0}summary{cursor:pointer;color:#2b6cb0}
 """
