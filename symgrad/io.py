@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import GraphError, ShapeError, StateError
+from .files import atomic_open
 from .graph import check_name
 from .nn import MLP, Linear, Module
 
@@ -84,20 +84,11 @@ def save(path: str | os.PathLike, model: Module | Mapping[str, Any], *, compress
     text = json.dumps(meta, sort_keys=True)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".symgrad-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
-                for name, arr in [(META_KEY, np.array(text))] + list(state.items()):
-                    with zf.open(name + ".npy", "w", force_zip64=True) as entry:
-                        np.lib.format.write_array(entry, np.asarray(arr), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(os.path.join(folder, os.path.basename(path)), "wb") as f:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
+            for name, arr in [(META_KEY, np.array(text))] + list(state.items()):
+                with zf.open(name + ".npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, np.asarray(arr), allow_pickle=False)
     return path
 
 

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from .autodiff import adjoints
 from .errors import GradError, GraphvizNotFoundError, GraphError, RenderError
 from .evaluate import resolve_feeds, run_graph
+from .files import atomic_write
 from .graph import Graph, Node, as_node_list, format_shape
 
 __all__ = ["draw", "render", "Drawing", "format_value", "pretty_name"]
@@ -924,13 +924,4 @@ def render(dot: graphviz.Graph | graphviz.Digraph | str, path: str | os.PathLike
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import DependencyError, FeedError, TrainingError
+from .files import atomic_open
 from .graph import Node
 
 
@@ -311,16 +311,8 @@ def _spans_decades(values: list[float]) -> bool:
 
 def _save_figure(fig, path: str) -> None:
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plot-", suffix=f".{fmt}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format=fmt, dpi=120)
 
 
 # ------------------------------------------------------------------ fit

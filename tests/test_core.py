@@ -275,3 +275,25 @@ def test_linear_size_backward_graph():
     # and the value is right
     xv = 0.3
     sg.check_grad(h, w0, {x: xv}, rtol=1e-5, atol=1e-12)
+
+
+# ------------------------------------------------------------ files
+def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from symgrad.files import atomic_open, atomic_write
+
+    target = tmp_path / "out.txt"
+    atomic_write(target, "first")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask  # not mkstemp's owner-only 0o600
+    with pytest.raises(RuntimeError):
+        with atomic_open(target, "w", encoding="utf-8") as f:
+            f.write("half of the second")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "first"  # the old file survives a failed write
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # and no temporary file is left behind
+    atomic_write(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Creates .venv from nothing but Python, installs symgrad with its gallery extras, runs every
+# gallery example and writes _out/gallery/index.html (open it in a browser; nothing needs the network).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[gallery]"
+.venv/bin/symgrad gallery --out _out/gallery "$@"
