@@ -8,12 +8,22 @@ Two nets, each in float64 and float32, all with the same Adam update
 * tiny: 2-16-16-1, sigmoid hidden layers, MSE, batch 32.
 
 Times are medians over interleaved rounds (each implementation in turn, so
-background load hits them alike), reported as ratios to hand-written NumPy;
-compile time is the time of ``sg.compile_step`` (graph, gradients, update
-rule, code generation and loading).
+background load hits them alike), reported as ratios to hand-written NumPy
+measured in the same process.  Every net and dtype is measured in fresh
+processes: one for symgrad against NumPy, one for the same under glibc
+malloc settings that keep freed memory (the ``tuned`` column: NumPy's
+per-step temporaries then never page-fault, its best case; with the
+default settings glibc may hand big freed blocks back to the kernel and
+fault them in again on the next step, depending on the heap's history),
+and one per framework (their thread pools and allocators would otherwise
+slow NumPy's BLAS down in the same process).  The float32 rows give every
+implementation float32 params.  Compile time is the time of
+``sg.compile_step`` (graph, gradients, update rule, code generation and
+loading) as the first compile of a fresh process with an empty cache of
+generated modules, and again (warm) in the same process.
 
-Run:  python bench/mlp_step.py          (~1-2 minutes)
-      python bench/mlp_step.py --quick  (smoke test: tiny sizes, 2 rounds)
+Run:  python bench/mlp_step.py          (~3 minutes)
+      python bench/mlp_step.py --quick  (smoke test: tiny sizes, 2 rounds, cold compile of row 1 only)
 """
 from __future__ import annotations
 
@@ -47,7 +57,7 @@ def make_problem(sizes, batch, kind, seed=0):
 def symgrad_step(sizes, kind, weights, dtype, reuse_buffers=True):
     model = sg.nn.MLP(sizes, activation="relu" if kind == "ce" else "sigmoid", seed=0)
     for p, w in zip(model.parameters(), weights):
-        p.value[...] = w
+        p.value = np.array(w, dtype=dtype)  # float32 params for a float32 step, as the others keep them
     X = sg.var("X", shape=("batch", sizes[0]))
     if kind == "ce":
         Y = sg.var("Y", shape=("batch",), dtype="int")
@@ -213,82 +223,177 @@ def jax_step(weights, kind, dtype, X, Y):
 
 
 # ====================================================================== timing
-def measure(impls, X, Y, budget_s, per_round, min_rounds):
-    """Median seconds per step of each implementation, over interleaved rounds.
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where getrusage is missing)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
-    Each round runs every implementation for ``per_round`` steps in turn;
-    rounds repeat until ``budget_s`` is spent (at least ``min_rounds``).
+
+def measure(impls, X, Y, budget_s, per_round, min_rounds):
+    """Median seconds per step of each implementation, over interleaved rounds,
+    and the minor page faults per step each one caused.
+
+    Each round runs every implementation for ``per_round`` steps in turn,
+    starting one further along the list each round (so none always runs
+    right after the same other one: the state NumPy's temporaries leave
+    the allocator in is shared); rounds repeat until ``budget_s`` is spent
+    (at least ``min_rounds``).
     """
-    times = {name: [] for name in impls}
+    names = list(impls)
+    times = {name: [] for name in names}
+    faults = {name: 0 for name in names}
     for fn in impls.values():  # warm up
         fn(X, Y)
     start = time.perf_counter()
+    rounds = 0
     while True:
-        for name, fn in impls.items():
+        for k in range(len(names)):
+            name = names[(rounds + k) % len(names)]
+            fn = impls[name]
+            f0 = _minor_faults()
             t0 = time.perf_counter()
             for _ in range(per_round):
                 fn(X, Y)
             times[name].append((time.perf_counter() - t0) / per_round)
-        rounds = len(times["numpy"])
+            faults[name] += _minor_faults() - f0
+        rounds += 1
         if rounds >= min_rounds and time.perf_counter() - start >= budget_s:
             break
-    return {name: statistics.median(ts) for name, ts in times.items()}, rounds
+    per_step = {name: faults[name] / (rounds * per_round) for name in names}
+    return {name: statistics.median(ts) for name, ts in times.items()}, rounds, per_step
 
 
-def run(quick: bool = False, frameworks=("torch", "jax")) -> list[dict]:
+#: glibc malloc settings under which freed memory is kept and reused, never handed back to the kernel
+#: (no page faults on fresh temporaries once warm): the best case for code that allocates every step
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+                "MALLOC_TOP_PAD_": str(64 * 1024 * 1024)}
+#: what each worker process runs next to the hand-written NumPy (frameworks in processes of their own,
+#: so their thread pools and allocators do not touch the NumPy/symgrad measurement)
+GROUPS = {"symgrad": ("symgrad", "no-reuse"), "tuned": ("symgrad",), "torch": ("torch",), "jax": ("jax",)}
+
+
+def _configs(quick: bool):
     if quick:
-        configs = [("big", [12, 8, 8, 4], 6, "ce"), ("tiny", [2, 4, 4, 1], 5, "mse")]
-        budget, min_rounds, per_round = 0.0, 2, {"big": 1, "tiny": 1}
-    else:
-        configs = [("big", [784, 256, 256, 10], 128, "ce"), ("tiny", [2, 16, 16, 1], 32, "mse")]
-        budget, min_rounds, per_round = 20.0, 15, {"big": 5, "tiny": 100}
-    rows = []
-    for label, sizes, batch, kind in configs:
-        for dtype in ("float64", "float32"):
-            weights, X, Y = make_problem(sizes, batch, kind)
-            if dtype == "float32":
-                X = X.astype(np.float32)
-                if kind != "ce":
-                    Y = Y.astype(np.float32)
-            step, compile_s = symgrad_step(sizes, kind, weights, dtype)
-            ref = NumpyMLP(weights, kind, dtype)
+        return [("big", [12, 8, 8, 4], 6, "ce", d) for d in ("float64", "float32")] + \
+            [("tiny", [2, 4, 4, 1], 5, "mse", d) for d in ("float64", "float32")]
+    return [("big", [784, 256, 256, 10], 128, "ce", d) for d in ("float64", "float32")] + \
+        [("tiny", [2, 16, 16, 1], 32, "mse", d) for d in ("float64", "float32")]
+
+
+def measure_configs(configs, group: str, budget: float, min_rounds: int, per_round: dict) -> list[dict]:
+    """Measure ``configs`` in this process: the group's implementations interleaved with hand-written NumPy."""
+    out = []
+    for label, sizes, batch, kind, dtype in configs:
+        weights, X, Y = make_problem(sizes, batch, kind)
+        if dtype == "float32":
+            X = X.astype(np.float32)
+            if kind != "ce":
+                Y = Y.astype(np.float32)
+        ref = NumpyMLP(weights, kind, dtype)
+        impls = {"numpy": ref}
+        res = {"times": {}, "compile_s": None, "recompile_s": None}
+        if "symgrad" in GROUPS[group]:
+            step, res["compile_s"] = symgrad_step(sizes, kind, weights, dtype)
+            _, res["recompile_s"] = symgrad_step(sizes, kind, weights, dtype)  # the same again, warm
             # both start from the same weights: the first losses must agree
             l_sg, l_np = step(X, Y), ref(X, Y)
             assert abs(l_sg - l_np) <= (1e-10 if dtype == "float64" else 1e-4) * max(1.0, abs(l_np)), (l_sg, l_np)
-            no_reuse, _ = symgrad_step(sizes, kind, weights, dtype, reuse_buffers=False)
-            no_reuse(X, Y)
-            impls = {"symgrad": step, "numpy": ref, "no-reuse": no_reuse}
-            for name, make in (("torch", torch_step), ("jax", jax_step)):
-                if name not in frameworks:
-                    continue
+            impls["symgrad"] = step
+        if "no-reuse" in GROUPS[group]:
+            impls["no-reuse"], _ = symgrad_step(sizes, kind, weights, dtype, reuse_buffers=False)
+        for name, make in (("torch", torch_step), ("jax", jax_step)):
+            if name in GROUPS[group]:
                 fn = make(weights, kind, dtype, X, Y)
-                if fn is not None:
-                    impls[name] = fn
-            med, rounds = measure(impls, X, Y, budget, per_round[label], min_rounds)
-            rows.append({"net": f"{label} {'-'.join(map(str, sizes))}", "batch": batch, "dtype": dtype,
-                         "compile_s": compile_s, "times": med, "rounds": rounds, "per_round": per_round[label]})
+                if fn is None:
+                    return []  # not installed
+                impls[name] = fn
+        med, rounds, faults = measure(impls, X, Y, budget, per_round[label], min_rounds)
+        res.update(times=med, faults=faults, rounds=rounds, per_round=per_round[label])
+        out.append(res)
+    return out
+
+
+def _worker(configs, group: str, quick: bool) -> list[dict]:
+    """Run :func:`measure_configs` in a fresh Python process (with an empty cache of generated modules,
+    so its first ``sg.compile_step`` is a cold one), glibc malloc tuned for the ``tuned`` group."""
+    import json
+    import subprocess
+    import tempfile
+    spec = json.dumps({"configs": configs, "group": group, "quick": quick})
+    with tempfile.TemporaryDirectory(prefix="symgrad-bench-") as tmp:
+        env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, TMP=tmp)
+        if group == "tuned":
+            env.update(TUNED_MALLOC)
+        res = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", spec], capture_output=True,
+                             text=True, env=env, timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(f"bench worker ({group}) failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _settings(quick: bool, group: str):
+    if quick:
+        return 0.0, 2, {"big": 1, "tiny": 1}
+    budget = 10.0 if group in ("symgrad", "tuned") else 5.0
+    return budget, 10, {"big": 5, "tiny": 100}
+
+
+def run(quick: bool = False, frameworks=("torch", "jax")) -> list[dict]:
+    """One row per config.  Full run: one fresh process per (config, group); --quick: one per group."""
+    configs = _configs(quick)
+    groups = ["symgrad", "tuned"] + [f for f in ("torch", "jax") if f in frameworks]
+    per_group: dict[str, list] = {}
+    for g in groups:
+        batches = [configs] if quick else [[c] for c in configs]
+        per_group[g] = [r for b in batches for r in _worker(b, g, quick)]
+    rows = []
+    for i, (label, sizes, batch, kind, dtype) in enumerate(configs):
+        main = per_group["symgrad"][i]
+        row = {"net": f"{label} {'-'.join(map(str, sizes))}", "batch": batch, "dtype": dtype,
+               "cold_s": main["compile_s"] if (not quick or i == 0) else None, "warm_s": main["recompile_s"],
+               "times": main["times"], "faults": main["faults"], "rounds": main["rounds"],
+               "per_round": main["per_round"], "ratios": {}}
+        tuned = per_group["tuned"][i]["times"]
+        row["ratios"]["tuned"] = tuned["symgrad"] / tuned["numpy"]
+        for f in ("torch", "jax"):
+            if per_group.get(f):
+                t = per_group[f][i]["times"]
+                row["ratios"][f] = t[f] / t["numpy"]
+        rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    frameworks = [f for f in ("torch", "jax") if any(f in r["times"] for r in rows)]
+    frameworks = [f for f in ("torch", "jax") if any(f in r["ratios"] for r in rows)]
     missing = [f for f in ("torch", "jax") if f not in frameworks]  # not installed or not asked for
     head = (f"{'net':<22} {'batch':>5} {'dtype':<8} {'numpy ms':>9} {'symgrad ms':>10} {'symgrad/np':>10} "
-            f"{'no-reuse/np':>11}")
+            f"{'tuned':>6} {'no-reuse/np':>11}")
     for f in frameworks:
         head += f" {f + '/np':>9}"
-    head += f" {'compile s':>9} {'rounds':>9}"
+    head += f" {'compile s':>9} {'warm s':>6} {'faults np/sg':>12} {'rounds':>9}"
     print("Adam step (forward + backward + update), median over interleaved rounds; ratios to hand-written NumPy")
+    print("symgrad and NumPy interleaved in one process; a fresh process for each row and each column group")
+    print("tuned: symgrad/np again, both under glibc malloc settings that never return freed memory")
+    print("  (no page faults on NumPy's fresh temporaries: the hand-written code's best case)")
     print("no-reuse: symgrad compiled with reuse_buffers=False (every op allocates its result)")
+    print("compile s: sg.compile_step as the first compile of a fresh process with an empty cache of generated")
+    print("  modules (cold; imports excluded); warm s: the same compile again in that process")
+    print("faults np/sg: minor page faults per step, hand-written NumPy / symgrad (default malloc)")
     print(head)
     print("-" * len(head))
     for r in rows:
         t = r["times"]
         line = (f"{r['net']:<22} {r['batch']:>5} {r['dtype']:<8} {t['numpy'] * 1e3:>9.3f} "
-                f"{t['symgrad'] * 1e3:>10.3f} {t['symgrad'] / t['numpy']:>10.2f} {t['no-reuse'] / t['numpy']:>11.2f}")
+                f"{t['symgrad'] * 1e3:>10.3f} {t['symgrad'] / t['numpy']:>10.2f} {r['ratios']['tuned']:>6.2f} "
+                f"{t['no-reuse'] / t['numpy']:>11.2f}")
         for f in frameworks:
-            line += f" {t[f] / t['numpy']:>9.2f}" if f in t else f" {'-':>9}"
-        line += f" {r['compile_s']:>9.3f} {str(r['rounds']) + 'x' + str(r['per_round']):>9}"
+            line += f" {r['ratios'][f]:>9.2f}" if f in r["ratios"] else f" {'-':>9}"
+        cold = "-" if r["cold_s"] is None else f"{r['cold_s']:.3f}"
+        fl = f"{r['faults']['numpy']:.0f}/{r['faults']['symgrad']:.0f}"
+        line += f" {cold:>9} {r['warm_s']:>6.3f} {fl:>12} {str(r['rounds']) + 'x' + str(r['per_round']):>9}"
         print(line)
     if missing:
         print(f"(skipped: {', '.join(missing)} -- not installed or not asked for)")
@@ -299,7 +404,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, 2 rounds")
     parser.add_argument("--frameworks", default="torch,jax",
                         help="comma-separated frameworks to compare when installed (default torch,jax; '' for none)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measuring process
     args = parser.parse_args(argv)
+    if args.worker:
+        import json
+        spec = json.loads(args.worker)
+        budget, min_rounds, per_round = _settings(spec["quick"], spec["group"])
+        res = measure_configs([tuple(c) for c in spec["configs"]], spec["group"], budget, min_rounds, per_round)
+        print(json.dumps(res))
+        return 0
     frameworks = tuple(f for f in args.frameworks.split(",") if f)
     print_table(run(quick=args.quick, frameworks=frameworks))
     return 0

@@ -38,7 +38,7 @@ import numpy as np
 
 from . import runtime
 from .autodiff import GRAD_OF, grad
-from .errors import FeedError, GraphError, ShapeError
+from .errors import FeedError, GraphError, ShapeError, StateError
 from .graph import Graph, Node, as_node_list, broadcast_shapes, format_shape
 from .ops.base import REGISTRY, var
 
@@ -511,12 +511,32 @@ class _Program:
                     checks[src.index] = min(k, checks.get(src.index, k))
         return checks
 
+    def _direct(self, v: _Val) -> bool:
+        """Whether param ``v`` is computed on in its own array (its value has the compute dtype)."""
+        return self.param_dtypes[id(v)] == self.np_dtype
+
     def _plan(self) -> None:
-        # float32 training: θ' = θ − u lands directly in the float64 master as np.subtract(master, u, out=master)
+        # the dtype each param's value has now; the generated code checks it at every call
+        self.param_dtypes: dict[int, np.dtype] = {}
+        for v in self.val.values():
+            if v.role == "param":
+                node = v.nodes[0]
+                held = np.asarray(node.value).dtype
+                for dt in (np.dtype(np.float64), np.dtype(np.float32)):
+                    if held == dt:
+                        held = dt
+                        break
+                else:
+                    if self.params_writable:
+                        raise StateError(f"{self.fname}: param {node.name!r} holds a value of dtype {held}; "
+                                         f"a trained param must be float64 or float32")
+                self.param_dtypes[id(v)] = held
+        # a param stored in another dtype than the compute dtype (float64 master of a float32 step) is
+        # loaded into a working array; θ' = θ − u lands in it as np.subtract(master, u, out=master)
         self.master_updates: dict[int, tuple[_Val, _Val]] = {}
         stores = []
         for leaf, v in self.store_vals:
-            if self.float32 and leaf.role == "param" and v.op == "sub" and v.args[0] is leaf \
+            if leaf.role == "param" and not self._direct(leaf) and v.op == "sub" and v.args[0] is leaf \
                     and v not in self.out_vals and v.args[1].shape == leaf.shape:
                 self.master_updates[id(leaf)] = (leaf, v.args[1])
                 stores.append((leaf, None))
@@ -622,7 +642,7 @@ class _Program:
         for leaf, v in self.plan_stores:
             if v is None or leaf.ndim == 0:
                 continue
-            if leaf.role == "state" or (leaf.role == "param" and self.params_writable and not self.float32):
+            if leaf.role == "state" or (leaf.role == "param" and self.params_writable and self._direct(leaf)):
                 b = [None, leaf.shape, self.last.get(id(leaf), -1), "leaf"]
                 writable[id(leaf)] = b
                 self.buf[id(leaf)] = b
@@ -642,10 +662,10 @@ class _Program:
                         hint[id(a)] = b
         temps: list[list] = []
         self.persistent: dict[int, str] = {}
-        if self.float32 and self.params_writable:
-            # float32 training: params are loaded into persistent float32 working arrays, ours to reuse
+        if self.params_writable:
+            # params held in another dtype are loaded into persistent working arrays, ours to reuse
             for v in self.live.values():
-                if v.role == "param" and v.ndim > 0:
+                if v.role == "param" and v.ndim > 0 and not self._direct(v):
                     b = [None, v.shape, self.last.get(id(v), -1), "temp"]
                     self.buf[id(v)] = b
                     temps.append(b)
@@ -841,6 +861,7 @@ class _Program:
         g["_cast"] = lambda x, _dt=self.np_dtype: np.asarray(x, dtype=_dt)
         g["_sc"] = self.np_dtype
         g["_load"] = _load_into
+        self.master_ident: dict[int, str] = {}
         lines: list[str] = []
         body: list[str] = []
 
@@ -897,14 +918,26 @@ class _Program:
             if v.role == "param":
                 node = v.nodes[0]
                 holder = self.bind(node, "param")
-                v.ident = self.new_ident(_ident_base(node.name))
-                src = f"{holder}.value"
-                if self.float32 and self.params_writable and v.ndim > 0:
-                    work = self.bind(np.empty(v.shape, dtype=self.np_dtype), "work")
-                    src = f"_load({work}, {src})"
-                elif self.float32:
-                    src += ".astype(_DT)"
-                body.append(f"    {v.ident} = {src}  # param {comment_text(node.name)}")
+                base = _ident_base(node.name)
+                v.ident = self.new_ident(base)
+                name = comment_text(node.name)
+                if not self.params_writable:  # read only: a value of another dtype is cast
+                    body.append(f"    {v.ident} = {holder}.value  # param {name}")
+                    body.append(f"    if {v.ident}.dtype is not _DT: {v.ident} = {v.ident}.astype(_DT)")
+                elif self._direct(v):  # computed on and updated in place
+                    body.append(f"    {v.ident} = {holder}.value  # param {name}")
+                    body.append(f"    if {v.ident}.dtype is not _DT: _stale({v.ident}, _DT)")
+                else:  # held in another dtype: loaded into a working array, updated at the end
+                    stored = self.master_ident[id(v)] = self.new_ident(base + "_value")
+                    sdt = self.bind(self.param_dtypes[id(v)], "dt")
+                    body.append(f"    {stored} = {holder}.value  # param {name}, "
+                                f"held as {self.param_dtypes[id(v)].name}")
+                    body.append(f"    if {stored}.dtype is not {sdt}: _stale({stored}, {sdt})")
+                    if v.ndim > 0:
+                        work = self.bind(np.empty(v.shape, dtype=self.np_dtype), "work")
+                        body.append(f"    {v.ident} = _load({work}, {stored})")
+                    else:
+                        body.append(f"    {v.ident} = {stored}.astype(_DT)")
                 b = self.buf.get(id(v))
                 if b is not None:
                     b[0] = v.ident
@@ -963,14 +996,14 @@ class _Program:
             node = leaf.nodes[0]
             if v is None:
                 _, u = self.master_updates[id(leaf)]
-                master = self.new_ident(_ident_base(node.name) + "_master")
-                tail.append(f"    {master} = {self.bind(node, 'param')}.value  # float64 master of "
-                            f"{comment_text(node.name)}")
-                tail.append(f"    np.subtract({master}, {self.ref(u)}, out={master})")
+                master = self.master_ident[id(leaf)]
+                tail.append(f"    np.subtract({master}, {self.ref(u)}, out={master})  # new {comment_text(node.name)}")
                 continue
             if id(v) in aliased:
                 continue
-            if leaf.role == "param" and (self.float32 or leaf.ident is None):
+            if leaf.role == "param" and id(leaf) in self.master_ident:
+                dest = self.master_ident[id(leaf)]
+            elif leaf.role == "param" and leaf.ident is None:
                 dest = f"{self.bind(node, 'param')}.value"
             elif leaf.ident is None:
                 dest = self.bind(self.state_arrays[leaf.index], "state")
@@ -1084,7 +1117,17 @@ def _feed_helpers(fname: str, inputs: list[Node], np_dtype, dims_of) -> dict:
         raise FeedError(f"{fname}: input {inputs[i].name!r}: class index out of range [0, {k}) "
                         f"(got {arr.min()}..{arr.max()})")
 
-    return {"_feed": feed, "_bad_shape": bad_shape, "_bad_class": bad_class}
+    return {"_feed": feed, "_bad_shape": bad_shape, "_bad_class": bad_class, "_stale": _stale}
+
+
+class _ParamDtypeChanged(Exception):
+    """Raised by a compiled step, before it changes anything, when a param's value no longer has the
+    dtype the step was compiled for (``p.value = ...`` of the other float type); the step recompiles."""
+
+
+def _stale(value: np.ndarray, want: np.dtype) -> None:
+    if value.dtype != want:  # (an equal dtype that is another object is fine)
+        raise _ParamDtypeChanged
 
 
 def _build(fname: str, program: _Program, state_arrays: Sequence[np.ndarray] = ()) -> tuple[Callable, str, str]:
@@ -1169,7 +1212,8 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None
     inputs : the vars, in the order the function takes them; default: the
         graph's vars in creation order.
     dtype : ``"float64"`` or ``"float32"``: the float type of every array
-        inside (inputs are converted; params are cast at each call).
+        inside (inputs are converted; params whose value has the other
+        dtype are cast at each call).
     reuse_buffers : let elementwise ops write into temporaries whose last
         use has passed (``np.add(a, b, out=a)``).
 
@@ -1235,9 +1279,16 @@ class StepFunction:
     source : the generated source of the step.
 
     With ``dtype="float32"`` the forward and backward passes, gradients and
-    optimizer state are float32; ``param.value`` stays the float64 master
-    copy: each step casts it to float32 on entry and applies the update to
-    it in place at the end.
+    optimizer state are float32.  A param whose ``.value`` is float32
+    (``p.value = p.value.astype(np.float32)``) is computed on and updated
+    in place like a float64 param in a float64 step; a float64 ``.value``
+    stays a float64 master copy: each step casts it into a float32 working
+    array on entry and applies the update to it at the end (two more
+    passes over it per step).  The same holds the other way round for a
+    float32 param in a float64 step.  The step is compiled for the dtypes
+    the params' values have; if one is given a value of the other dtype
+    later, the next call compiles (once) a step for the new combination,
+    before anything is updated.
     """
 
     def __init__(self, loss: Node, optimizer, inputs: list[Node], outputs: list[Node], params: list[Node],
@@ -1267,11 +1318,20 @@ class StepFunction:
             state_arrays.append(arr)
             stores.append((leaf, new))
         self._state_list = state_arrays
-        program = _Program("step", dtype, inputs, [lr, t], [loss] + outputs, stores, state_nodes,
-                           params_writable=True, barrier=grads, reuse=reuse_buffers,
-                           return_float_first=True, single=not outputs)
-        self._fn, self.source, self.path = _build("step", program, state_arrays)
+        self._make = lambda: _Program("step", dtype, inputs, [lr, t], [loss] + outputs, stores, state_nodes,
+                                      params_writable=True, barrier=grads, reuse=reuse_buffers,
+                                      return_float_first=True, single=not outputs)
+        self._graph_params = Graph([loss] + outputs + [v for _, v in stores]).params
+        self._variants: dict[tuple, tuple[Callable, str, str]] = {}
+        self._fn, self.source, self.path = self._compile()
         self._n = len(inputs)
+
+    def _compile(self) -> tuple[Callable, str, str]:
+        """The step for the dtypes the params' values have now (compiled once per combination)."""
+        key = tuple(np.asarray(p.value).dtype.str for p in self._graph_params)
+        if key not in self._variants:
+            self._variants[key] = _build("step", self._make(), self._state_list)
+        return self._variants[key]
 
     def __call__(self, *args: Any, **kwargs: Any):
         if kwargs or len(args) != self._n:
@@ -1279,7 +1339,11 @@ class StepFunction:
         t = self.t + 1
         lr = self.optimizer.lr
         lr = float(lr(t - 1)) if callable(lr) else lr
-        out = self._fn(*args, lr, float(t))
+        try:
+            out = self._fn(*args, lr, float(t))
+        except _ParamDtypeChanged:  # a param was given a value of the other float type: recompile
+            self._fn, self.source, self.path = self._compile()
+            out = self._fn(*args, lr, float(t))
         self.t = t
         return out
 

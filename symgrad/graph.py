@@ -175,9 +175,13 @@ class Node:
 
     @value.setter
     def value(self, new) -> None:
+        """Set a param's array: a float32 array is kept as it is (float32 training without a
+        float64 master copy); anything else becomes float64 (no copy when it already is)."""
         if self.op.name != "param":
             raise AttributeError(f"only params have a settable value ({self.describe()})")
-        arr = np.asarray(new, dtype=np.float64)
+        arr = np.asarray(new)
+        if arr.dtype != np.float32:  # native float32 only: '>f4' compares unequal here
+            arr = np.asarray(arr, dtype=np.float64)
         if arr.shape != self.shape:
             raise ShapeError(f"param {self.name}: value of shape {arr.shape} does not match {format_shape(self.shape)}")
         object.__setattr__(self, "_value", arr)

@@ -323,6 +323,43 @@ def test_float32_keeps_float32_and_matches_float64():
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
 
+def test_param_value_setter_keeps_float32_and_float64_else_float64():
+    w = sg.param("w", shape=(2, 3))
+    a32 = np.ones((2, 3), dtype=np.float32)
+    w.value = a32
+    assert w.value is a32
+    a64 = np.ones((2, 3))
+    w.value = a64
+    assert w.value is a64
+    for other in (np.ones((2, 3), dtype=np.int32), np.ones((2, 3), dtype=">f4"), np.ones((2, 3), dtype=np.float16),
+                  [[1, 2, 3], [4, 5, 6]]):
+        w.value = other
+        assert w.value.dtype == np.float64 and w.value.dtype.isnative
+        np.testing.assert_array_equal(w.value, np.asarray(other, dtype=np.float64))
+    with pytest.raises(sg.ShapeError, match="param w"):
+        w.value = np.ones((3, 2), dtype=np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_function_casts_params_held_in_the_other_dtype(dtype):
+    X, Y, model, logits, loss = _mlp(sizes=(4, 6, 3))
+    outs = [loss, logits] + sg.grad(loss, model.parameters())
+    rng = np.random.default_rng(5)
+    Xv, Yv = rng.normal(size=(6, 4)), rng.integers(0, 3, 6)
+    rounded = [p.value.astype(np.float32) for p in model.parameters()]  # numbers both dtypes hold exactly
+    other = np.float32 if dtype == "float64" else np.float64
+    for p, r in zip(model.parameters(), rounded):
+        p.value = r.astype(dtype)
+    want = sg.compile(outs, inputs=[X, Y], dtype=dtype)(Xv, Yv)
+    for p, r in zip(model.parameters(), rounded):
+        p.value = r.astype(other)
+    got = sg.compile(outs, inputs=[X, Y], dtype=dtype)(Xv, Yv)
+    assert all(p.value.dtype == other for p in model.parameters())
+    for a, b in zip(got, want):
+        assert np.asarray(a).dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------------------- stability
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_extreme_logits_no_warning_no_nan(dtype):
@@ -498,6 +535,9 @@ def test_bench_smoke_prints_a_table():
     rows = [ln for ln in lines if ln.startswith(("big ", "tiny "))]
     assert [r.split()[0] for r in rows] == ["big", "big", "tiny", "tiny"]
     assert {r.split()[3] for r in rows} == {"float64", "float32"}
+    assert "tuned" in head and "warm s" in head and "faults np/sg" in head
     for r in rows:
         float(r.split()[6])  # the symgrad/numpy ratio column holds a number
+        float(r.split()[7])  # and so does the same under tuned malloc
+    assert float(rows[0].split()[9]) > 0  # the cold compile, measured for the first row in --quick
     assert "skipped: torch, jax" in res.stdout

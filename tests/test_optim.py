@@ -369,3 +369,99 @@ def test_bad_settings_are_typed_errors():
     with pytest.raises(sg.FeedError, match="'X'"):
         step(np.zeros((2, 4)), np.zeros((2, 2)))
     assert step.t == 0  # nothing ran
+
+
+# ----------------------------------------------------------------- float32 param values
+def _as32(params):
+    for p in params:
+        p.value = p.value.astype(np.float32)
+    return [p.value for p in params]
+
+
+@pytest.mark.parametrize("kind,cfg", [("Adam", dict(lr=0.01)), ("SGD", dict(lr=0.05, momentum=0.9))])
+def test_float32_params_are_trained_in_place(kind, cfg):
+    X, Y, params, loss = _model()
+    start = [p.value.copy() for p in params]
+    arrays = _as32(params)
+    step = sg.compile_step(loss, getattr(sg.optim, kind)(**cfg), inputs=[X, Y], dtype="float32")
+    # no float64 master: the params are computed on and updated in their own arrays
+    assert "_load" not in step.source and "held as" not in step.source
+    batches = _batches()
+    for Xv, Yv in batches:
+        step(Xv, Yv)
+    want, _ = _reference(kind, cfg, start, batches, lambda k: cfg["lr"])
+    for p, arr, s, w in zip(params, arrays, start, want):
+        assert p.value is arr and p.value.dtype == np.float32
+        assert np.abs(p.value - s).max() > 1e-3  # it did move
+        np.testing.assert_allclose(p.value, w, rtol=2e-4, atol=2e-5)
+
+
+def test_param_dtype_changed_between_calls_recompiles():
+    X, Y, params, loss = _model()
+    W, b, a = params
+    start = [p.value.copy() for p in params]
+    _as32(params)
+    step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[X, Y], dtype="float32")
+    direct = step.source
+    batches = _batches()
+    for Xv, Yv in batches[:4]:
+        step(Xv, Yv)
+    W.value = W.value.astype(np.float64)  # a float64 value from now on: a master copy again
+    master = W.value
+    for Xv, Yv in batches[4:7]:
+        step(Xv, Yv)
+    assert step.source != direct and "held as float64" in step.source and step.t == 7
+    assert W.value is master and W.value.dtype == np.float64
+    W.value = W.value.astype(np.float32)  # and back: the first variant again, not a third compile
+    for Xv, Yv in batches[7:]:
+        step(Xv, Yv)
+    assert step.source == direct and len(step._variants) == 2
+    want, _ = _reference("Adam", dict(lr=0.01), start, batches, lambda k: 0.01)
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.value, w, rtol=2e-4, atol=2e-5)
+
+
+def test_float64_step_with_a_float32_param():
+    X, Y, params, loss = _model()
+    W, b, a = params
+    start = [p.value.copy() for p in params]
+    W.value = W.value.astype(np.float32)
+    held = W.value
+    step = sg.compile_step(loss, sg.optim.SGD(lr=0.05), inputs=[X, Y])
+    batches = _batches()
+    for Xv, Yv in batches:
+        step(Xv, Yv)
+    want, _ = _reference("SGD", dict(lr=0.05), start, batches, lambda k: 0.05)
+    assert W.value is held and W.value.dtype == np.float32  # updated where it is held
+    np.testing.assert_allclose(W.value, want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.value, want[1], rtol=1e-5, atol=1e-6)
+    assert b.value.dtype == np.float64
+
+
+def test_param_of_another_dtype_is_a_state_error():
+    X, Y, params, loss = _model()
+    W = params[0]
+    object.__setattr__(W, "_value", np.zeros(W.shape, dtype=np.int64))  # past the setter, which converts
+    with pytest.raises(sg.StateError, match="param 'W'.*int64"):
+        sg.compile_step(loss, sg.optim.SGD(lr=0.1), inputs=[X, Y])
+
+
+def test_float32_params_work_with_evaluate_fit_and_save(tmp_path):
+    model = sg.nn.MLP([2, 4, 1], activation="tanh", seed=0)
+    _as32(model.parameters())
+    X, Y = sg.var("X", shape=("batch", 2)), sg.var("Y", shape=("batch", 1))
+    loss = sg.losses.mse(model(X), Y)
+    rng = np.random.default_rng(0)
+    Xv = rng.normal(size=(64, 2)).astype(np.float32)
+    Yv = (Xv[:, :1] * Xv[:, 1:]).astype(np.float32)
+    before = float(sg.evaluate(loss, {"X": Xv, "Y": Yv}))
+    step = sg.compile_step(loss, sg.optim.Adam(lr=0.05), inputs=[X, Y], dtype="float32")
+    sg.fit(step, {"X": Xv, "Y": Yv}, epochs=20, batch_size=16, seed=0, verbose=0)
+    after = float(sg.evaluate(loss, {"X": Xv, "Y": Yv}))
+    assert after < 0.5 * before
+    assert all(p.value.dtype == np.float32 for p in model.parameters())
+    assert step.evaluate(Xv, Yv) == pytest.approx(after, rel=1e-4)
+    path = sg.save(tmp_path / "m.npz", model)
+    again = sg.load(path)
+    for p, q in zip(model.parameters(), again.parameters()):
+        np.testing.assert_array_equal(p.value, q.value)  # float32 values come back exactly
