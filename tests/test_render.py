@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import models
 import symgrad as sg
 from symgrad.errors import FeedError, GradError, GraphvizNotFoundError, RenderError
 
@@ -107,22 +108,8 @@ def perceptron():
 
 
 def seed_network():
-    x = sg.var("x", shape=(3,))
-    y = sg.var("y", shape=(2,))
-    W1 = sg.param("W1", np.full((3, 3), 0.05))
-    b1 = sg.param("b1", [0.01, 0.02, 0.03])
-    W2 = sg.param("W2", np.full((3, 3), 0.025))
-    b2 = sg.param("b2", [0.01, 0.02, 0.03])
-    W3 = sg.param("W3", np.full((2, 3), 1.0))
-    b3 = sg.param("b3", [0.01, 0.02])
-    a1 = (W1 @ x + b1).named("a1")
-    h1 = sg.sigmoid(a1, name="h1")
-    a2 = (W2 @ h1 + b2).named("a2")
-    h2 = sg.sigmoid(a2, name="h2")
-    a3 = (W3 @ h2 + b3).named("a3")
-    yhat = sg.softmax(a3, name="yhat")
-    L = sg.losses.bce(yhat, y, name="L")
-    return L, {x: [1.5, 2.5, 3.0], y: [1.0, 0.0]}
+    L, _, _, feeds = models.seed_network()
+    return L, feeds
 
 
 def mlp_by_hand(sizes=(3, 4, 2)):
