@@ -276,3 +276,13 @@ def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # and no temporary file is left behind
     atomic_write(target, b"\x00\x01")
     assert target.read_bytes() == b"\x00\x01"
+
+
+def test_param_keeps_float32_values_like_its_setter():
+    a32 = np.arange(3, dtype=np.float32)
+    w = sg.param("w", a32)
+    assert w.value.dtype == np.float32 and w.value is not a32  # a copy: the caller's array stays theirs
+    for other in ([1, 2, 3], np.arange(3), np.arange(3, dtype=">f4"), np.arange(3, dtype=np.float16)):
+        v = sg.param("v", other).value
+        assert v.dtype == np.float64 and v.dtype.isnative
+        np.testing.assert_array_equal(v, [0, 1, 2] if not isinstance(other, list) else [1, 2, 3])

@@ -162,7 +162,8 @@ def param(name: str, value: Any = None, *, shape: Any = None, init: str | Callab
     if value is not None:
         if init is not None:
             raise GraphError(f"param {name!r}: give a value or an init, not both")
-        arr = np.array(value, dtype=np.float64)
+        # a float32 array stays float32 (as the .value setter keeps it); anything else becomes float64
+        arr = np.array(value, dtype=np.float32 if getattr(value, "dtype", None) == np.float32 else np.float64)
         if shape is not None and arr.shape != normalize_shape(shape):
             raise ShapeError(f"param {name!r}: value of shape {format_shape(arr.shape)} "
                              f"does not match shape {format_shape(normalize_shape(shape))}")
