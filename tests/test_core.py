@@ -141,7 +141,18 @@ def test_register_refuses_duplicates_and_incomplete_ops():
         sg.elementwise(a * b, "two_vars")
 
 
-def test_not_differentiable_op_reports_op_and_input():
+@pytest.fixture
+def scratch_registry():
+    """Ops registered inside a test (deliberately broken ones) are removed afterwards, so the
+    registry-wide meta-tests of other files never see them, whatever order the files run in."""
+    from symgrad.ops.base import REGISTRY
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+def test_not_differentiable_op_reports_op_and_input(scratch_registry):
     def shape(nodes):
         return nodes[0].shape
     register(OpDef("round_test", 1, shape, np.round, lambda x: x, vjp=None, label="round"))
@@ -161,7 +172,7 @@ def test_feeds_by_node_or_name_and_params_use_values():
     assert float(sg.evaluate(w * x, {"x": 4.0, "w": 1.0})) == 4.0  # a feed overrides the param
 
 
-def test_check_grad_reports_index_values_and_error():
+def test_check_grad_reports_index_values_and_error(scratch_registry):
     from symgrad.ops import apply, register
     import sympy
 
