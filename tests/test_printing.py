@@ -73,3 +73,42 @@ def test_clip_norm_rule_prints_the_global_norm():
     # on numbers the norm of one entry is its absolute value: the clipped g is c·g / max(c, |g|)
     for gv, cv, want in [(3.0, 1.0, 1.0), (-0.5, 1.0, -0.5), (-4.0, 2.0, -2.0)]:
         assert float(rule["g"].subs({g: gv, c: cv})) == pytest.approx(want)
+
+
+def test_one_hot_prints_as_a_hyphenated_name_in_latex():
+    Y = sg.var("Y", shape=("batch",), dtype="int")
+    tex = sg.latex(sg.one_hot(Y, 3) * 2.0)
+    assert r"\operatorname{one\text{-}hot}" in tex and r"\operatorname{one}-" not in tex
+    from symgrad.formulas.labels import latex_label
+    assert latex_label("a - b") == r"\operatorname{a}\,-\,\operatorname{b}"  # a spaced minus stays a minus
+
+
+def test_backprop_equations_name_an_unnamed_network_like_the_textbook():
+    X, Y = sg.var("X", shape=("batch", 3)), sg.var("Y", shape=("batch",), dtype="int")
+    W1, b1 = sg.param("W1", shape=(3, 4), init="xavier", seed=0), sg.param("b1", shape=(4,))
+    W2, b2 = sg.param("W2", shape=(4, 2), init="xavier", seed=1), sg.param("b2", shape=(2,))
+    L = sg.losses.cross_entropy(sg.sigmoid(X @ W1 + b1) @ W2 + b2, Y)
+    eqs = sg.backprop_equations(L)
+    assert [str(e.lhs) for e in eqs.forward] == ["Z1", "A1", "Z2", "A2", "L"]
+    assert eqs.labels() == ["δ_A2", "δ_Z2", "∂L/∂b2", "∂L/∂W2", "δ_A1", "δ_Z1", "∂L/∂b1", "∂L/∂W1"]
+    text = sg.pretty(eqs)
+    assert "δ_Z₁ = δ_A₁ ⊙ σ′(Z₁)" in text and "A₁ = σ(Z₁)" in text
+    # the printed system computes the same numbers as the backward graph
+    rng = np.random.default_rng(0)
+    feeds = {X: rng.normal(size=(5, 3)), Y: rng.integers(0, 2, size=5)}
+    got = eqs.evaluate(feeds)
+    want = sg.evaluate(sg.grad(L, [W1, b1, W2, b2]), feeds)
+    for label, w in zip(["∂L/∂W1", "∂L/∂b1", "∂L/∂W2", "∂L/∂b2"], want):
+        np.testing.assert_allclose(got[label], w, rtol=1e-10, atol=1e-12)
+    # leaves only when asked
+    flat = sg.backprop_equations(L, auto_names=False)
+    assert [str(e.lhs) for e in flat.forward] == ["L"] and flat.labels() == ["∂L/∂b2", "∂L/∂W2", "∂L/∂b1", "∂L/∂W1"]
+
+
+def test_textbook_names_skip_taken_names_and_respect_given_ones():
+    x, y = sg.var("x"), sg.var("a1")  # a leaf already called a1
+    w = sg.param("w", 0.5)
+    eqs = sg.backprop_equations(sg.losses.mse(sg.tanh(w * x), y))
+    assert [str(e.lhs) for e in eqs.forward] == ["z2", "a2", "L"]
+    named = sg.backprop_equations(sg.losses.mse(sg.tanh((w * x).named("u")), y))
+    assert [str(e.lhs) for e in named.forward] == ["u", "L"]  # a user's names win; nothing is added

@@ -7,7 +7,10 @@ each right-hand side is the formula of that cotangent node with the
 cotangents of later named nodes kept as their δ symbols, so the system
 reads as the textbook recursion (δ_Z1 = δ_A1 ⊙ σ′(Z1), ∂L/∂W1 = Xᵀ δ_Z1).
 Unnamed intermediates are folded into the equations of named ones: name
-the nodes you want to see with ``node.named("z1")``.
+the nodes you want to see with ``node.named("z1")``.  A graph with no named
+intermediate at all gets the textbook names: each activation (σ, tanh,
+ReLU, softmax, any non-arithmetic one-input op) is a₁, a₂, … and its
+input z₁, z₂, … (A, Z for matrices).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from ..autodiff import adjoints
 from ..errors import GradError, GraphError
 from ..evaluate import evaluate, resolve_feeds
 from ..graph import Graph, Node, as_node_list
-from .build import MATRIX, SCALAR, Builder, finish, refold_map
+from .build import MATRIX, SCALAR, Builder, arith_kind, finish, refold_map
 from .notation import leaf_symbol
 from .numeric import numeric
 from .printing import DELTA, Printable, join_pretty, partial_latex, partial_text, symbol_text, to_latex
@@ -49,9 +52,11 @@ class BackpropEquations(Printable):
         uses, each parameter gradient right after the δs it needs.
     """
 
-    def __init__(self, loss: Node, loss_symbol: Any, forward: list, equations: list):
+    def __init__(self, loss: Node, loss_symbol: Any, forward: list, equations: list,
+                 names: dict | None = None):
         self.loss, self.loss_symbol = loss, loss_symbol
         self.forward, self.equations = forward, equations
+        self.names = names or {}  # {node: name} for every named intermediate (given or automatic)
 
     def __len__(self) -> int:
         return len(self.equations)
@@ -104,7 +109,7 @@ class BackpropEquations(Printable):
         named = [e.node for e in self.forward]
         shapes = {}
         for node, val in zip(named, evaluate(named + [self.loss], feeds)[:-1] if named else []):
-            env[str(_name(node, self.loss_symbol, self.loss))] = val
+            env[str(self.loss_symbol if node is self.loss else self.names.get(node, node.name))] = val
             shapes[node] = np.shape(val)
         out = {}
         for eq in self.equations:
@@ -135,17 +140,46 @@ def _label(loss_symbol: Any, eq: Equation) -> str:
     return str(eq.lhs)
 
 
-def _name(node: Node, loss_symbol: Any, loss: Node) -> Any:
-    return loss_symbol if node is loss else node.name
+def _is_activation(n: Node) -> bool:
+    if n.op.name in ("softmax", "log_softmax"):
+        return True
+    return n.op.elementwise and n.op.nin == 1 and arith_kind(n.op) is None and n.op.derivative_of is None
 
 
-def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None) -> BackpropEquations:
+def textbook_names(graph: Graph, loss: Node) -> dict[Node, str]:
+    """Names for the activations of an all-unnamed graph (a1, a2, …) and their inputs (z1, z2, …);
+    capitals for matrices; numbers taken by existing leaf names are skipped."""
+    taken = {n.name for n in graph.order if n.name}
+    out: dict[Node, str] = {}
+    k = 0
+    for n in graph.order:
+        if n.is_leaf or n is loss or n in out or not _is_activation(n):
+            continue
+        z = n.inputs[0]
+        name_z = not z.is_leaf and z not in out and z.name is None
+        while True:
+            k += 1
+            a_name = ("A" if n.ndim >= 2 else "a") + str(k)
+            z_name = ("Z" if z.ndim >= 2 else "z") + str(k)
+            if a_name not in taken and (not name_z or z_name not in taken):
+                break
+        out[n] = a_name
+        if name_z:
+            out[z] = z_name
+    return out
+
+
+def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
+                       auto_names: bool = True) -> BackpropEquations:
     """The backward pass of ``loss`` as an ordered system of equations.
 
     Parameters
     ----------
     loss : a scalar node.
     wrt : the nodes to differentiate with respect to (default: every param).
+    auto_names : when no intermediate node is named, name the activations
+        and their inputs a₁, z₁, … (A₁, Z₁ for matrices) so each gets its δ;
+        ``False`` writes each gradient in the leaves only.
 
     Returns
     -------
@@ -173,25 +207,28 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None) -> 
     if not targets:
         raise GradError(f"backprop_equations: {loss.describe()} has no params; pass wrt=[...]")
     adj = adjoints(loss, targets)
-    names = {n.name for n in graph.order if n.name}
+    name_of = {n: n.name for n in graph.order if n.name is not None and not n.is_leaf and n is not loss}
+    if auto_names and not name_of:
+        name_of = textbook_names(graph, loss)
+    names = {n.name for n in graph.order if n.name} | set(name_of.values())
     loss_name = loss.name or ("L" if "L" not in names else "loss")
-    named = [n for n in graph.order if n.name is not None and not n.is_leaf and n is not loss]
+    named = [n for n in graph.order if n in name_of]
     by_name: dict[str, Node] = {}
     for n in named + [n for n in graph.order if n.kind in ("var", "param")]:
-        other = by_name.setdefault(n.name, n)
+        other = by_name.setdefault(name_of.get(n, n.name), n)
         if other is not n:
             raise GraphError(f"backprop_equations: two different nodes are both named {n.name!r}")
     if loss.name is None and loss_name in by_name:
         raise GraphError(f"backprop_equations: name the loss (loss.named(...)); {loss_name!r} is taken")
     loss_symbol = leaf_symbol(loss_name, ())
-    symbols: dict[Node, Any] = {n: leaf_symbol(n.name, n.shape) for n in named}
+    symbols: dict[Node, Any] = {n: leaf_symbol(name_of[n], n.shape) for n in named}
     symbols[loss] = loss_symbol
 
     backward = list(reversed(graph.order))
     deltas: dict[Node, Any] = {}
     for n in backward:
         if n in symbols and n is not loss and n in adj and adj[n] not in deltas:
-            deltas[adj[n]] = leaf_symbol(DELTA + n.name, n.shape)
+            deltas[adj[n]] = leaf_symbol(DELTA + name_of[n], n.shape)
     back_nodes = Graph(list(adj.values())).order
     mode = SCALAR if all(n.shape == () for n in graph.order + back_nodes) else MATRIX
     builder = Builder(mode, {**symbols, **deltas}, opaque=True)
@@ -217,8 +254,8 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None) -> 
     equations = [Equation("grad", t, _target_symbol(t), rhs(adj[t], None), adj[t]) for t in due.get(-1, [])]
     for i, n in enumerate(backward):
         if n in symbols and n is not loss and n in adj:
-            own = leaf_symbol(DELTA + n.name, n.shape)
+            own = leaf_symbol(DELTA + name_of[n], n.shape)
             equations.append(Equation("delta", n, own, rhs(adj[n], own), adj[n]))
         for t in due.get(i, []):
             equations.append(Equation("grad", t, _target_symbol(t), rhs(adj[t], None), adj[t]))
-    return BackpropEquations(loss, loss_symbol, forward, equations)
+    return BackpropEquations(loss, loss_symbol, forward, equations, name_of)

@@ -35,7 +35,7 @@ def _greek(ch: str) -> str | None:
 def _word(word: str) -> str:
     if ("\\" + word) in _KNOWN.values():
         return "\\" + word
-    return r"\operatorname{%s}" % word
+    return r"\operatorname{%s}" % word.replace("-", r"\text{-}")  # one-hot: a hyphen, not a minus
 
 
 def latex_label(label: str) -> str:
@@ -44,8 +44,11 @@ def latex_label(label: str) -> str:
         return _KNOWN[label]
     out: list[str] = []
     word = ""
-    for ch in label:
+    for i, ch in enumerate(label):
         if ch.isascii() and ch.isalnum():
+            word += ch
+            continue
+        if ch == "-" and word and label[i + 1:i + 2].isalnum():  # a hyphenated name such as one-hot
             word += ch
             continue
         if word:
