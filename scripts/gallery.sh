@@ -3,8 +3,5 @@
 # gallery example and writes _out/gallery/index.html (open it in a browser; nothing needs the network).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[gallery]"
+source scripts/_venv.sh gallery
 .venv/bin/symgrad gallery --out _out/gallery "$@"

@@ -19,7 +19,9 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^bash scripts/test\.sh\b", ci, flags=re.M)
     for script in ("scripts/test.sh", "scripts/gallery.sh"):
         text = (ROOT / script).read_text()
-        assert "-m venv .venv" in text and "pip install" in text  # installs from nothing but Python
+        assert "source scripts/_venv.sh" in text  # installs from nothing but Python
+    venv = (ROOT / "scripts" / "_venv.sh").read_text()
+    assert "-m venv .venv" in venv and "pip install -q -e \".[$1]\"" in venv
 
 
 def test_readme_picture_is_a_committed_backward_graph():
