@@ -29,6 +29,7 @@ from .ops.sympy_funcs import softplus as sympy_softplus
 from .errors import GraphvizNotFoundError, RenderError
 from .render import draw, render
 from .testing import check_grad
+from .parse import parse  # expression strings to graph nodes, without eval
 from . import nn
 from .errors import DependencyError, StateError, TrainingError
 from .io import load, save
