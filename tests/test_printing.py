@@ -112,3 +112,11 @@ def test_textbook_names_skip_taken_names_and_respect_given_ones():
     assert [str(e.lhs) for e in eqs.forward] == ["z2", "a2", "L"]
     named = sg.backprop_equations(sg.losses.mse(sg.tanh((w * x).named("u")), y))
     assert [str(e.lhs) for e in named.forward] == ["u", "L"]  # a user's names win; nothing is added
+
+
+def test_latex_hadamard_parenthesizes_products_like_the_unicode_form():
+    X, W, V = sg.var("X", shape=("n", 3)), sg.param("W", shape=(3, 2)), sg.param("V", shape=(2, 2))
+    Z = X @ W
+    expr = sg.sigmoid(Z) * (Z @ V)
+    assert sg.latex(expr) == r"\left(X W V\right) \odot \sigma\left(X W\right)"
+    assert sg.pretty(expr) == "(X⋅W⋅V) ⊙ σ(X⋅W)"

@@ -45,7 +45,8 @@ class _Latex(LatexPrinter):
     def _print_HadamardProduct(self, expr):
         prec = sympy.printing.precedence.PRECEDENCE["Mul"]
         num, den = _split_division(expr)
-        text = r" \odot ".join(self.parenthesize(a, prec, strict=True) for a in num)
+        text = r" \odot ".join(r"\left(%s\right)" % self._print(a) if _compound(a)  # as the unicode form
+                                else self.parenthesize(a, prec, strict=True) for a in num)
         return text + "".join(r" \oslash " + (r"\left(%s\right)" % self._print(d) if _compound(d)
                                                else self.parenthesize(d, prec, strict=True)) for d in den)
 
