@@ -75,7 +75,7 @@ def safe_log(x):
 
 def bce(p, y):
     """Elementwise binary cross-entropy of probabilities, log clamped at -100."""
-    return -(y * safe_log(p) + (1.0 - y) * safe_log(1.0 - p))
+    return -(y * safe_log(p)) - (1.0 - y) * safe_log(1.0 - p)  # (a perfect prediction gives +0.0, not -0.0)
 
 
 def bce_dp(p, y):

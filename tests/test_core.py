@@ -297,3 +297,9 @@ def test_param_keeps_float32_values_like_its_setter():
         v = sg.param("v", other).value
         assert v.dtype == np.float64 and v.dtype.isnative
         np.testing.assert_array_equal(v, [0, 1, 2] if not isinstance(other, list) else [1, 2, 3])
+
+
+def test_bce_of_a_perfect_prediction_is_plus_zero():
+    p, y = sg.var("p", shape=(2,)), sg.var("y", shape=(2,))
+    val = sg.evaluate(sg.losses.bce(p, y), {p: [1.0, 0.0], y: [1.0, 0.0]})
+    assert float(val) == 0.0 and not np.signbit(val)
