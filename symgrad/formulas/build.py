@@ -28,6 +28,8 @@ from . import notation
 from .notation import OpFunction, const_number, const_value, leaf_symbol, op_function
 
 SCALAR, MATRIX, EXPAND = "scalar", "matrix", "expand"
+#: a scalar of scalar leaves and fixed constant arrays (data): a closed form with each Σ written out
+DATA = "data"
 #: expressions of at most this many tree nodes get sympy.simplify (its cost grows fast: ~1 s at 100)
 SIMPLIFY_LIMIT = 40
 #: expressions of at most this many nodes get the cheap factor_terms; larger ones are left as built
@@ -277,10 +279,15 @@ def _check_names(nodes) -> None:
                              f"names must be unique to print formulas in them")
 
 
-def mode_for(nodes: list[Node], expand: Any) -> str:
+def mode_for(node: Node, nodes: list[Node], expand: Any, keep: Any = None) -> str:
     if expand is not False and expand is not None:
         return EXPAND
-    return SCALAR if all(n.shape == () for n in nodes) else MATRIX
+    if all(n.shape == () for n in nodes):
+        return SCALAR
+    if keep is None and node.shape == () and all(
+            n.kind == "const" and all(isinstance(d, int) for d in n.shape) for n in nodes if n.is_leaf and n.shape):
+        return DATA
+    return MATRIX
 
 
 # --------------------------------------------------------- simplifying
@@ -386,7 +393,7 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
     if not isinstance(node, Node):
         raise GraphError(f"formula: expected a Node, got {type(node).__name__} ({node!r})")
     marks, nodes = keep_symbols(node, keep)
-    mode = mode_for(nodes, expand)
+    mode = mode_for(node, nodes, expand, keep)
     dims = expand if isinstance(expand, dict) else {}
     if mode == EXPAND:
         symbols = {}
@@ -400,9 +407,7 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
         if entries.ndim <= 2:
             return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist())
         return sympy.Array(entries.tolist())
-    if mode == MATRIX and keep is None and node.shape == () and all(
-            n.kind == "const" and all(isinstance(d, int) for d in n.shape) for n in nodes if n.is_leaf and n.shape != ()):
-        # a scalar of scalar leaves and fixed constant arrays (data) is a scalar closed form: Σ written out
+    if mode == DATA:
         return tidy(np.asarray(Builder(EXPAND).define(node), dtype=object)[()])
     symbols = {n: leaf_symbol(n.name, n.shape) for n in marks}
     b = Builder(mode, symbols, opaque=keep is not None)
