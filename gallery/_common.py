@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from symgrad.showcase import atomic_write_text
+from symgrad.files import atomic_open, atomic_write
 
 
 def setup(name: str, description: str, argv=None) -> argparse.Namespace:
@@ -25,18 +25,16 @@ def setup(name: str, description: str, argv=None) -> argparse.Namespace:
 def write(out: Path, filename: str, text: str) -> Path:
     """Write a text file (formulas, LaTeX, tables) atomically and return its path."""
     path = Path(out) / filename
-    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    atomic_write(path, text if text.endswith("\n") else text + "\n")
     return path
 
 
 def savefig(fig, out: Path, filename: str) -> Path:
-    """Save a matplotlib figure as PNG (written to a temporary name, then renamed)."""
-    import os
-    path = Path(out) / filename
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    """Save a matplotlib figure as PNG, atomically, and close it."""
     import matplotlib.pyplot as plt
+    path = Path(out) / filename
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

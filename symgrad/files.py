@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Iterator
 
 __all__ = ["atomic_open", "atomic_write"]
 
 
-def _default_mode() -> int:
-    """The permissions a plain ``open`` would give a new file (0o666 less the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new, uniquely named file next to ``path``, with the permissions ``open`` would give it
+    (0o666 less the umask: unlike mkstemp's owner-only 0o600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")
 
 
 @contextlib.contextmanager
@@ -23,19 +29,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, encoding: str | No
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
 
     On any error the temporary file is removed and ``path`` is left as it was.
-    The file gets the usual permissions of a new file (mkstemp's are owner-only).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_beside(Path(path))
     try:
         with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

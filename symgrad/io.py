@@ -83,8 +83,7 @@ def save(path: str | os.PathLike, model: Module | Mapping[str, Any], *, compress
             "names": list(state), "shapes": [list(a.shape) for a in state.values()]}
     text = json.dumps(meta, sort_keys=True)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    with atomic_open(os.path.join(folder, os.path.basename(path)), "wb") as f:
+    with atomic_open(path, "wb") as f:
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as zf:
             for name, arr in [(META_KEY, np.array(text))] + list(state.items()):
                 with zf.open(name + ".npy", "w", force_zip64=True) as entry:

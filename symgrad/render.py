@@ -919,9 +919,5 @@ def render(dot: graphviz.Graph | graphviz.Digraph | str, path: str | os.PathLike
     if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, int) or not 10 <= dpi <= 1200):
         raise RenderError(f"render: dpi must be an int from 10 to 1200, got {dpi!r}")
     data = render_bytes(source, fmt, backend, dpi)
-    _write_atomic(path, data)
-    return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
     atomic_write(path, data)
+    return path

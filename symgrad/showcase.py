@@ -23,13 +23,6 @@ from .files import atomic_write
 SCRIPT_RE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text)
-
-
 def find_gallery(directory: str | os.PathLike | None = None) -> Path:
     """The gallery folder: ``directory``, else ``gallery/`` next to the package."""
     candidates = [Path(directory)] if directory else [Path(__file__).resolve().parent.parent / "gallery",
@@ -85,7 +78,7 @@ def run(out: str | os.PathLike, *, only: str | None = None, smoke: bool = False,
             rc, so, se = -1, (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), \
                 f"timed out after {timeout} s"
         res = Result(script.stem, target, rc, time.perf_counter() - t0, so, se)
-        atomic_write_text(target / "output.txt", so)
+        atomic_write(target / "output.txt", so)
         if echo:
             print(so.rstrip())
             status = "ok" if rc == 0 else f"FAILED (exit {rc})"
@@ -141,7 +134,7 @@ def write_index(out: Path, results: list[Result]) -> Path:
         parts.append("</section>")
     parts.append("</body></html>")
     path = out / "index.html"
-    atomic_write_text(path, "\n".join(parts))
+    atomic_write(path, "\n".join(parts))
     return path
 
 
