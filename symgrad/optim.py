@@ -237,7 +237,7 @@ class _GlobalNorm(sympy.Function):
         return "norm(%s)" % printer._print(self.args[0])
 
 
-class UpdateFormulas(dict, Printable):
+class UpdateFormulas(Printable, dict):
     """The update rule as SymPy expressions: ``{name: new value}`` in update order.
 
     Keys are the names of the updated quantities (``"g"`` for a clipped or
@@ -250,9 +250,6 @@ class UpdateFormulas(dict, Printable):
     def pretty(self) -> str:
         """One update per line, ``lhs ← rhs`` on the formula's baseline."""
         return "\n".join(join_pretty([f"{to_pretty(sympy.Symbol(name))} ← ", expr]) for name, expr in self.items())
-
-    def __str__(self) -> str:
-        return self.pretty()
 
     def latex(self) -> str:
         rows = [f"{sympy.latex(sympy.Symbol(name))} &\\leftarrow {sympy.latex(expr)}" for name, expr in self.items()]
