@@ -56,8 +56,8 @@ def _build(args) -> tuple:
     wrt_names = _names(args.wrt, "--wrt")
     values = _values(getattr(args, "values", None))
     parsed = parse(args.expr, params=wrt_names, values=values)
-    symbol = "f" if "f" not in parsed.names else "out"  # the output's name in formulas and drawings
-    out = parsed.node if parsed.node.name else parsed.node.named(symbol)
+    # the output's name in formulas and drawings (a bare leaf keeps its own)
+    out = parsed.node if parsed.node.name else parsed.node.named("out" if "f" in parsed.names else "f")
     symbol = out.name
     if args.loss:
         target = parsed.names.get(args.target) or var(args.target)
@@ -124,13 +124,12 @@ def _cmd_draw(args) -> int:
 
 
 def _cmd_gallery(args) -> int:
-    from .showcase import find_gallery, run, scripts
+    from .showcase import run
 
-    try:  # a folder without examples or an --only that matches none is a usage error
-        scripts(find_gallery(args.gallery_dir), args.only)
+    try:  # run raises only before any example runs: no gallery folder, or an --only that matches none
+        results = run(args.out, only=args.only, smoke=args.smoke, gallery_dir=args.gallery_dir)
     except SymgradError as e:
         raise UsageError(str(e)) from None
-    results = run(args.out, only=args.only, smoke=args.smoke, gallery_dir=args.gallery_dir)
     failed = [r.name for r in results if r.returncode != 0]
     print(f"wrote {args.out}/index.html ({len(results)} examples" + (f", {len(failed)} failed)" if failed else ")"))
     return 1 if failed else 0
