@@ -116,9 +116,10 @@ def _value(shape, lo_hi, rng, dtype="float"):
     return rng.uniform(lo, hi, size=shape)
 
 
-def _check_case(case):
+def _case_graph(case, rng):
+    """The inputs of a case, its outputs (the op, and a scalar of it with its gradients when the op is
+    differentiable) and random feeds from the op's domain."""
     name, shapes, build, domain = case
-    rng = np.random.default_rng(abs(hash((name, str(shapes)))) % 2**32)
     int_input = name == "one_hot"
     xs = [sg.var(f"x{i}", shape=s, dtype="int" if int_input else "float") for i, s in enumerate(shapes)]
     out = build(*xs)
@@ -129,6 +130,13 @@ def _check_case(case):
         wrt = xs[1:] if name == "where" else xs[:1] if name in ("reshape_like", "broadcast_like") else xs
         outputs += [y] + sg.grad(y, wrt)
     feeds = [_value(x.shape, domain[i] if i < len(domain) else ANY, rng, x.dtype) for i, x in enumerate(xs)]
+    return xs, outputs, feeds
+
+
+def _check_case(case):
+    name, shapes, build, domain = case
+    rng = np.random.default_rng(abs(hash((name, str(shapes)))) % 2**32)
+    xs, outputs, feeds = _case_graph(case, rng)
     want = sg.evaluate(outputs, dict(zip(xs, feeds)))
     f = sg.compile(outputs, inputs=xs)
     got = f(*feeds)
@@ -150,17 +158,8 @@ def test_compiled_equals_evaluate_for_every_op(case):
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_float32_compiles_every_op_in_float32(case):
-    name, shapes, build, domain = case
-    rng = np.random.default_rng(7)
-    int_input = name == "one_hot"
-    xs = [sg.var(f"x{i}", shape=s, dtype="int" if int_input else "float") for i, s in enumerate(shapes)]
-    out = build(*xs)
-    outputs = [out]
-    if not int_input and REGISTRY[name].vjp is not None:
-        y = sg.sum(sg.sin(out) + 0.5 * out * out)
-        wrt = xs[1:] if name == "where" else xs[:1] if name in ("reshape_like", "broadcast_like") else xs
-        outputs += [y] + sg.grad(y, wrt)
-    feeds = [_value(x.shape, domain[i] if i < len(domain) else ANY, rng, x.dtype) for i, x in enumerate(xs)]
+    name, shapes, _, _ = case
+    xs, outputs, feeds = _case_graph(case, np.random.default_rng(7))
     feeds = [f.astype(np.float32) if f.dtype.kind == "f" else f for f in feeds]
     got = sg.compile(outputs, inputs=xs, dtype="float32")(*feeds)
     want = sg.evaluate(outputs, dict(zip(xs, [f.astype(np.float64) for f in feeds])))
