@@ -39,7 +39,7 @@ import numpy as np
 from . import runtime
 from .autodiff import GRAD_OF, grad
 from .errors import FeedError, GraphError, ShapeError, StateError
-from .graph import Graph, Node, as_node_list, broadcast_shapes, format_shape
+from .graph import Graph, Node, ShapedAttrs, as_node_list, broadcast_shapes, format_shape
 from .ops.base import REGISTRY, var
 
 __all__ = ["compile", "compile_step", "CompiledFunction", "StepFunction"]
@@ -68,7 +68,7 @@ _VIEWS = {"transpose", "reshape", "expand_dims", "broadcast_to", "broadcast_like
 
 
 # ====================================================================== IR
-class _Val:
+class _Val(ShapedAttrs):
     """One value of the program: a leaf (input, param, state, const) or an op applied to values."""
 
     __slots__ = ("op", "opdef", "args", "attrs", "shape", "dtype", "role", "value", "nodes", "order", "index",
@@ -82,16 +82,6 @@ class _Val:
         self.order, self.index = order, index
         self.ident: str | None = None
         self.pyscalar = False
-
-    def attr(self, key: str, default: Any = None) -> Any:
-        for k, v in self.attrs:
-            if k == key:
-                return v
-        return default
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
 
     def is_const(self, value: float | None = None) -> bool:
         if self.role != "const":

@@ -120,7 +120,24 @@ def normalize_axes(op: str, node: "Node", axis: Any) -> tuple[int, ...] | None:
 
 
 # ------------------------------------------------------------------ nodes
-class Node:
+class ShapedAttrs:
+    """``ndim`` and ``attr()`` for anything with ``shape`` and sorted ``attrs`` pairs
+    (graph nodes, and the compiler's values)."""
+
+    __slots__ = ()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+
+class Node(ShapedAttrs):
     """An op applied to input nodes: immutable, hashed by identity.
 
     Build nodes with :func:`var`, :func:`param`, :func:`const` and the ops
@@ -157,16 +174,6 @@ class Node:
     @property
     def is_leaf(self) -> bool:
         return self.op.name in LEAF_OPS
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def attr(self, key: str, default: Any = None) -> Any:
-        for k, v in self.attrs:
-            if k == key:
-                return v
-        return default
 
     @property
     def value(self) -> np.ndarray:
