@@ -11,7 +11,6 @@ from __future__ import annotations
 import weakref
 from typing import Sequence
 
-import networkx as nx
 import numpy as np
 
 from .errors import GradError, GraphError, NotDifferentiableError
@@ -100,14 +99,12 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
         if w.dtype == "int":
             raise GradError(f"grad: {w.describe()} holds integers (class indices) and has no gradient")
 
-    # nodes on a path from some target to y
-    # (one pass in topological order: descendants of all targets at once,
-    # linear in the graph rather than one traversal per target)
-    reach: set[Node] = set(targets)
+    # nodes on a path from some target to y: every node of Graph(y) is y or one of its ancestors, so
+    # these are the targets' descendants in it (one pass in topological order, for all targets at once)
+    relevant: set[Node] = set(targets)
     for node in graph.order:
-        if node not in reach and any(i in reach for i in node.inputs):
-            reach.add(node)
-    relevant = reach & (nx.ancestors(graph.nx, y) | {y})
+        if node not in relevant and any(i in relevant for i in node.inputs):
+            relevant.add(node)
 
     pending: dict[Node, list[Node]] = {y: [const(1.0)]}
     done: dict[Node, Node] = {}
