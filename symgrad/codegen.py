@@ -39,6 +39,7 @@ import numpy as np
 from . import runtime
 from .autodiff import GRAD_OF, grad
 from .errors import FeedError, GraphError, ShapeError, StateError
+from .evaluate import feed_array
 from .graph import Graph, Node, ShapedAttrs, as_node_list, broadcast_shapes, format_shape
 from .ops.base import REGISTRY, var
 
@@ -1076,21 +1077,8 @@ def _feed_helpers(fname: str, inputs: list[Node], np_dtype, dims_of) -> dict:
 
     def feed(i: int, value: Any) -> np.ndarray:
         node = inputs[i]
-        try:
-            arr = np.asarray(value)
-        except Exception as e:  # noqa: BLE001  whatever np.asarray rejects
-            raise FeedError(f"{fname}: input {node.name!r}: cannot convert {type(value).__name__} "
-                            f"to an array ({e})") from None
-        if node.dtype == "int":
-            if arr.dtype.kind in "iu":
-                return arr
-            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                return arr.astype(np.int64)
-            raise FeedError(f"{fname}: input {node.name!r} holds class indices: expected integers, "
-                            f"got dtype {arr.dtype}")
-        if arr.dtype.kind not in "fiub":
-            raise FeedError(f"{fname}: input {node.name!r}: expected real numbers, got dtype {arr.dtype}")
-        return arr.astype(np_dtype, copy=False)
+        arr = feed_array(node, value, f"{fname}: input {node.name!r}")
+        return arr if node.dtype == "int" else arr.astype(np_dtype, copy=False)
 
     def bad_shape(i: int, arr: np.ndarray, known: tuple) -> None:
         node = inputs[i]

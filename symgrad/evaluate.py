@@ -43,22 +43,29 @@ def resolve_feeds(graph: Graph, feeds: Mapping | None) -> dict[Node, np.ndarray]
     return out
 
 
-def _check_value(node: Node, value: Any) -> np.ndarray:
+def feed_array(node: Node, value: Any, where: str) -> np.ndarray:
+    """``value`` as an array for var ``node`` (shared by evaluate and compiled functions): integers
+    for an int var (integral floats accepted), real numbers otherwise (left in their own dtype);
+    ``where`` starts the error messages (``"feed for 'x'"``)."""
     try:
         arr = np.asarray(value)
     except Exception as e:  # noqa: BLE001  anything np.asarray rejects
-        raise FeedError(f"feed for {node.name!r}: cannot convert {type(value).__name__} to an array ({e})") from None
+        raise FeedError(f"{where}: cannot convert {type(value).__name__} to an array ({e})") from None
     if node.dtype == "int":
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                arr = arr.astype(np.int64)
-            else:
-                raise FeedError(f"feed for {node.name!r}: expected integer class indices, got dtype {arr.dtype}")
-    else:
-        if arr.dtype.kind not in "fiub":
-            raise FeedError(f"feed for {node.name!r}: expected numbers, got dtype {arr.dtype}")
-        if arr.dtype.kind != "f":
-            arr = arr.astype(np.float64)
+        if arr.dtype.kind in "iu":
+            return arr
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            return arr.astype(np.int64)
+        raise FeedError(f"{where} holds integer class indices: expected integers, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "fiub":
+        raise FeedError(f"{where}: expected numbers (real numbers: int, float or bool), got dtype {arr.dtype}")
+    return arr
+
+
+def _check_value(node: Node, value: Any) -> np.ndarray:
+    arr = feed_array(node, value, f"feed for {node.name!r}")
+    if node.dtype != "int" and arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
     if arr.ndim != len(node.shape):
         raise FeedError(f"feed for {node.name!r}: expected shape {format_shape(node.shape)}, got {arr.shape}")
     return arr
