@@ -134,9 +134,3 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             if need and ct is not None:
                 pending.setdefault(inp, []).append(ct)
     return done
-
-
-def grad_all(y: Node) -> dict[Node, Node]:
-    """Gradients of ``y`` with respect to every param of its graph."""
-    params = Graph(y).params
-    return dict(zip(params, grad(y, params))) if params else {}

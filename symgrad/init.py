@@ -16,15 +16,6 @@ import numpy as np
 from .errors import GraphError
 
 
-def _fans(shape: tuple) -> tuple[int, int]:
-    if len(shape) == 0:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    receptive = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
 def fans(shape: tuple) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight used as ``X @ W``.
 
@@ -38,7 +29,13 @@ def fans(shape: tuple) -> tuple[int, int]:
     >>> fans((64, 32)), fans((3, 3, 16, 8))
     ((64, 32), (144, 72))
     """
-    return _fans(tuple(shape))
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
 
 
 def zeros(shape, rng):
@@ -68,27 +65,27 @@ def normal(shape, rng, mean: float = 0.0, std: float = 0.01):
 
 def xavier_uniform(shape, rng, gain: float = 1.0):
     """U(−a, a) with a = gain·√(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-    fan_in, fan_out = _fans(shape)
+    fan_in, fan_out = fans(shape)
     a = gain * np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-a, a, size=shape)
 
 
 def xavier_normal(shape, rng, gain: float = 1.0):
     """N(0, σ²) with σ = gain·√(2 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-    fan_in, fan_out = _fans(shape)
+    fan_in, fan_out = fans(shape)
     return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
 def he_uniform(shape, rng, gain: float = np.sqrt(2.0)):
     """U(−a, a) with a = gain·√(3 / fan_in) (He et al. 2015, gain √2 for ReLU)."""
-    fan_in, _ = _fans(shape)
+    fan_in, _ = fans(shape)
     a = gain * np.sqrt(3.0 / fan_in)
     return rng.uniform(-a, a, size=shape)
 
 
 def he_normal(shape, rng, gain: float = np.sqrt(2.0)):
     """N(0, σ²) with σ = gain / √fan_in (He et al. 2015; σ = √(2 / fan_in) for ReLU)."""
-    fan_in, _ = _fans(shape)
+    fan_in, _ = fans(shape)
     return rng.normal(0.0, gain / np.sqrt(fan_in), size=shape)
 
 

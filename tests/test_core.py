@@ -174,7 +174,6 @@ def test_feeds_by_node_or_name_and_params_use_values():
 
 def test_check_grad_reports_index_values_and_error(scratch_registry):
     from symgrad.ops import apply, register
-    import sympy
 
     def shape(nodes):
         return nodes[0].shape

@@ -72,7 +72,7 @@ def test_huge_or_deep_input_is_refused_cleanly():
 def test_parse_is_public_and_builds_differentiable_graphs():
     p = sg.parse("sigmoid(w*x + b)", params=["w", "b"], values={"w": 0.5, "b": 0.1, "x": 1.5})
     w, b, x = p.names["w"], p.names["b"], p.names["x"]
-    assert w.kind == "param" and x.kind == "var" and float(w.value) == 0.5
+    assert w.kind == b.kind == "param" and x.kind == "var" and float(w.value) == 0.5
     dw = sg.grad(p.node, w)
     s = 1 / (1 + np.exp(-(0.5 * 1.5 + 0.1)))
     assert float(sg.evaluate(dw, {x: 1.5})) == pytest.approx(1.5 * s * (1 - s), rel=1e-12)

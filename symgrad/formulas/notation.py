@@ -177,7 +177,6 @@ class OpMatrix(_OpMixin, MatrixExpr):
     """
 
     in_ndims: tuple = ()
-    out_ndim: int = 2
 
     def __new__(cls, rows, cols, *operands):
         return Basic.__new__(cls, sympy.sympify(rows), sympy.sympify(cols), *operands)
@@ -257,10 +256,6 @@ def _op_class(base: type, op, attrs: tuple, in_ndims: tuple) -> type:
 def op_function(op, attrs: tuple = ()) -> type:
     """The unexpanded SymPy function class of a scalar op (one per op and attrs)."""
     return _op_class(OpFunction, op, attrs, ())
-
-
-def _ndim_of(a: Any) -> int:
-    return 0 if not isinstance(a, MatrixExpr) else 2
 
 
 def generic(node: Node, args: list) -> Any:

@@ -191,17 +191,6 @@ def pretty(obj: Any, lhs: str | None = None, **formula_options: Any) -> str:
     return to_pretty(obj) if lhs is None else join_pretty([f"{lhs} = ", obj])
 
 
-def pretty_form(expr: Any) -> prettyForm:
-    """A SymPy prettyForm (for composing equations side by side)."""
-    flag = pretty_use_unicode(True)
-    try:
-        return _Pretty({"use_unicode": True, "wrap_line": False})._print(sympy.sympify(expr)
-                                                                         if isinstance(expr, (int, float))
-                                                                         else expr)
-    finally:
-        pretty_use_unicode(flag)
-
-
 def to_pretty(expr: Any) -> str:
     flag = pretty_use_unicode(True)
     try:

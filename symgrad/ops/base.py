@@ -8,7 +8,7 @@ new graph nodes), NumPy emission for the compiler and its drawing label.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import sympy
@@ -363,12 +363,3 @@ def make_elementwise(fn: Any, name: str, *, label: str | None = None,
     return apply_op
 
 
-def derived_ops() -> list[OpDef]:
-    return [op for op in REGISTRY.values() if op.derivative_of is not None]
-
-
-def check_same_shape(op: str, nodes: Sequence[Node]) -> None:
-    shapes = {n.shape for n in nodes}
-    if len(shapes) > 1:
-        raise ShapeError(f"{op}: shapes {', '.join(format_shape(n.shape) for n in nodes)} must be equal "
-                         f"({', '.join(n.describe() for n in nodes)})")
