@@ -1,6 +1,11 @@
-"""The `symgrad` command line, run as a user runs it: a subprocess, its output, files and exit code."""
+"""The `symgrad` command line: ``symgrad.cli.main(argv)`` called in-process, its output, files and exit code.
+
+One smoke test runs the installed ``symgrad`` entry point as a user does, in a subprocess.
+"""
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
@@ -8,20 +13,33 @@ import subprocess
 import sys
 import unicodedata
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from symgrad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def symgrad(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "symgrad", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or ROOT, env=env)
-    proc.stdout = unicodedata.normalize("NFC", proc.stdout)
-    return proc
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def symgrad(*args: str) -> Run:
+    """``main(args)`` with stdout and stderr captured; argparse's SystemExit (--help, bad command) gives the code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return Run(code, unicodedata.normalize("NFC", out.getvalue()), err.getvalue())
 
 
 def value_of(out: str, lhs: str) -> float:
@@ -116,20 +134,21 @@ def test_help_and_bad_command():
     assert r.returncode == 2 and "usage:" in r.stderr
 
 
-def test_png_without_dot_is_a_clear_error(tmp_path):
+def test_png_without_dot_is_a_clear_error(tmp_path, monkeypatch):
     env_path = tmp_path / "bin"
     env_path.mkdir()
     out = tmp_path / "g.png"
-    proc = subprocess.run([sys.executable, "-m", "symgrad", "draw", "w*x", "-o", str(out)], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ, PATH=str(env_path), PYTHONPATH=str(ROOT)))
+    monkeypatch.setenv("PATH", str(env_path))  # shutil.which("dot") finds nothing
+    proc = symgrad("draw", "w*x", "-o", str(out))
     assert proc.returncode == 1
     assert "GraphvizNotFoundError" in proc.stderr and "install Graphviz" in proc.stderr
     assert not out.exists()
 
 
-def test_gallery_writes_an_index_page(tmp_path):
+def test_gallery_writes_an_index_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))  # the example process
     out = tmp_path / "site"
-    r = symgrad("gallery", "--only", "01", "--smoke", "--out", str(out), timeout=300)
+    r = symgrad("gallery", "--only", "01", "--smoke", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == f"wrote {out}/index.html (1 examples)"
     page = (out / "index.html").read_text()
@@ -142,3 +161,16 @@ def test_gallery_writes_an_index_page(tmp_path):
     assert any(link.endswith("perceptron_backward.svg") for link in links)
     bad = symgrad("gallery", "--only", "99", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "99" in bad.stderr
+
+
+def test_installed_entry_point_runs():
+    exe = Path(sys.executable).parent / ("symgrad.exe" if os.name == "nt" else "symgrad")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "symgrad"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([*cmd, "grad", "tanh(w*x)", "--wrt", "w", "--values", "x=2,w=0.3"], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    out = unicodedata.normalize("NFC", r.stdout)
+    assert out.startswith("f = tanh(w*x) = ")
+    assert value_of(out, "f") == pytest.approx(math.tanh(0.6), rel=1e-5)
+    assert value_of(out, "∂f/∂w") == pytest.approx(2 * (1 - math.tanh(0.6) ** 2), rel=1e-5)
