@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv from nothing but Python, installs symgrad with its test extras, runs the tests.
+# Creates .venv from nothing but Python, installs symgrad with its test extras, runs the tests and the
+# docstring examples of symgrad/ (pyproject.toml: testpaths, --doctest-modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh test

@@ -8,7 +8,7 @@ them to NumPy for training.
 >>> x, w = sg.var("x"), sg.param("w", 0.5)
 >>> dw = sg.grad(sg.sigmoid(w * x), w)
 >>> round(float(sg.evaluate(dw, {"x": 1.5})), 6)
-0.329071
+0.326842
 """
 from . import init, losses
 from .autodiff import adjoints, grad
