@@ -20,6 +20,7 @@ import pytest
 import models
 import symgrad as sg
 from symgrad.errors import FeedError, GradError, GraphvizNotFoundError, RenderError
+from symgrad.text import number
 
 rmod = sys.modules["symgrad.render"]  # the module (sg.render is the function)
 SVG = "{http://www.w3.org/2000/svg}"
@@ -91,7 +92,7 @@ def edge(svg: dict, a: str, b: str) -> dict:
 
 
 def sig4(x: float) -> str:
-    return rmod._num(x)
+    return number(x)
 
 
 def sigmoid(z):
@@ -134,7 +135,7 @@ def no_dot(monkeypatch, tmp_path):
     empty = tmp_path / "empty_bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(rmod.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
 
 
 # ------------------------------------------------------------ perceptron
