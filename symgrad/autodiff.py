@@ -8,20 +8,14 @@ compiled and differentiated again.  Broadcasting is undone here, in
 """
 from __future__ import annotations
 
-import weakref
 from typing import Sequence
 
 import numpy as np
 
 from .errors import GradError, GraphError, NotDifferentiableError
-from .graph import Graph, Node, as_node_list, format_shape, is_static
+from .graph import Graph, Node, as_node_list, format_shape, is_static, mark_grad_of
 from .ops import broadcast_like, broadcast_to, const
 from .ops import sum as _sum
-
-
-#: backward node -> the forward nodes whose cotangent it is (``add`` passes one cotangent to both
-#: inputs); read by the compiler for its ``# grad of: ...`` comments.  Weak keys: never keeps a graph alive.
-GRAD_OF: "weakref.WeakKeyDictionary[Node, tuple[Node, ...]]" = weakref.WeakKeyDictionary()
 
 
 def fit_to(g: Node, node: Node) -> Node:
@@ -85,6 +79,7 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
     Keys are forward nodes (``y`` itself maps to the seed 1); values are
     backward nodes, each of its key's shape.  ``grad`` reads its results
     from here, and the backprop-equation and drawing views use the whole map.
+    Each value's ``grad_of`` lists the forward nodes it is the cotangent of.
     """
     if not isinstance(y, Node):
         raise GradError(f"grad: y must be a Node, got {type(y).__name__}")
@@ -117,8 +112,7 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             g = g + p
         g = fit_to(g, node)
         done[node] = g
-        if node not in GRAD_OF.get(g, ()):
-            GRAD_OF[g] = GRAD_OF.get(g, ()) + (node,)
+        mark_grad_of(g, node)  # provenance, on the node itself (``add`` passes one cotangent to both inputs)
         if node.is_leaf:
             continue
         needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)

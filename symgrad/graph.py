@@ -27,7 +27,7 @@ Dim = int | str
 Shape = tuple  # tuple[Dim, ...]
 
 _ids = itertools.count()
-LEAF_OPS = ("var", "param", "const")
+LEAF_KINDS = ("var", "param", "const")
 _NAME_RE = re.compile(r"^[^\W\d]\w*(\.\w+)*$", re.UNICODE)
 
 
@@ -101,6 +101,24 @@ def broadcast_shapes(op: str, nodes: Sequence["Node"]) -> Shape:
     return tuple(out)
 
 
+class _Shaped:
+    """Stand-in with just a shape, for broadcasting bare shapes."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def describe(self):
+        return format_shape(self.shape)
+
+
+def broadcast_of(*shapes: Shape) -> Shape | None:
+    """The broadcast of bare shapes, or None when they do not broadcast."""
+    try:
+        return broadcast_shapes("broadcast", [_Shaped(s) for s in shapes])
+    except ShapeError:
+        return None
+
+
 def normalize_axes(op: str, node: "Node", axis: Any) -> tuple[int, ...] | None:
     """Axis argument -> sorted tuple of non-negative ints (None = all axes)."""
     if axis is None:
@@ -138,20 +156,30 @@ class ShapedAttrs:
 
 
 class Node(ShapedAttrs):
-    """An op applied to input nodes: immutable, hashed by identity.
+    """An op applied to input nodes, or a leaf: immutable, hashed by identity.
 
     Build nodes with :func:`var`, :func:`param`, :func:`const` and the ops
     (``+ - * / ** @``, :func:`symgrad.sigmoid`, ...); do not call the
-    constructor directly.
+    constructor directly.  ``kind`` is ``"var"``, ``"param"`` or ``"const"``
+    for leaves (whose ``op`` is None) and ``"op"`` otherwise.
+    ``grad_of`` lists the forward nodes whose cotangent this node is, when
+    :func:`symgrad.adjoints` made it (the compiler's ``# grad of:`` comments
+    and ``dL_d…`` names read it).
     """
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "id", "_value", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "name", "id", "kind", "grad_of", "_value",
+                 "__weakref__")
     __array_priority__ = 1000  # make ndarray + node defer to Node.__radd__
 
-    def __init__(self, op: "OpDef", inputs: tuple, attrs: tuple, shape: Shape, dtype: str,
-                 name: str | None = None, value: np.ndarray | None = None):
+    def __init__(self, op: "OpDef | None", inputs: tuple, attrs: tuple, shape: Shape, dtype: str,
+                 name: str | None = None, value: np.ndarray | None = None, kind: str = "op"):
         s = object.__setattr__
+        if (kind == "op") != (op is not None) or kind not in LEAF_KINDS + ("op",):
+            raise GraphError(f"Node: an op node needs an op and a leaf ({', '.join(LEAF_KINDS)}) none; "
+                             f"got kind {kind!r} with op {op!r}")
         s(self, "op", op)
+        s(self, "kind", kind)
+        s(self, "grad_of", ())
         s(self, "inputs", tuple(inputs))
         s(self, "attrs", tuple(attrs))
         s(self, "shape", tuple(shape))
@@ -167,13 +195,8 @@ class Node(ShapedAttrs):
 
     # --------------------------------------------------------------- info
     @property
-    def kind(self) -> str:
-        """'var', 'param', 'const' for leaves, 'op' otherwise."""
-        return self.op.name if self.op.name in LEAF_OPS else "op"
-
-    @property
     def is_leaf(self) -> bool:
-        return self.op.name in LEAF_OPS
+        return self.kind != "op"
 
     @property
     def value(self) -> np.ndarray:
@@ -184,7 +207,7 @@ class Node(ShapedAttrs):
     def value(self, new) -> None:
         """Set a param's array: a float32 array is kept as it is (float32 training without a
         float64 master copy); anything else becomes float64 (no copy when it already is)."""
-        if self.op.name != "param":
+        if self.kind != "param":
             raise AttributeError(f"only params have a settable value ({self.describe()})")
         arr = np.asarray(new)
         if arr.dtype != np.float32:  # native float32 only: '>f4' compares unequal here
@@ -195,16 +218,16 @@ class Node(ShapedAttrs):
 
     def describe(self) -> str:
         """Short text naming the node, for error messages."""
-        label = self.name if self.name else self.op.name
-        return f"{label}{format_shape(self.shape)}" if self.shape else f"{label}"
+        from .text import describe
+        return describe(self)
 
     def __repr__(self) -> str:
-        if self.is_leaf and self.op.name == "const":
+        if self.kind == "const":
             v = self._value
             return f"const({v.item() if v.ndim == 0 else format_shape(v.shape)})"
         if self.is_leaf:
-            return f"{self.op.name}({self.name!r}, shape={format_shape(self.shape)})"
-        args = ", ".join(n.name or f"<{n.op.name}>" for n in self.inputs)
+            return f"{self.kind}({self.name!r}, shape={format_shape(self.shape)})"
+        args = ", ".join(n.name or f"<{n.kind if n.is_leaf else n.op.name}>" for n in self.inputs)
         nm = f" name={self.name!r}" if self.name else ""
         return f"<{self.op.name}({args}) shape={format_shape(self.shape)}{nm}>"
 
@@ -275,6 +298,12 @@ class Node(ShapedAttrs):
     __hash__ = object.__hash__
 
 
+def mark_grad_of(g: Node, node: Node) -> None:
+    """Record on ``g`` that it is the cotangent of ``node`` (called by autodiff as it makes ``g``)."""
+    if node not in g.grad_of:
+        object.__setattr__(g, "grad_of", g.grad_of + (node,))
+
+
 def _ops():
     from . import ops
     return ops
@@ -301,7 +330,7 @@ class Graph:
     --------
     >>> import symgrad as sg
     >>> x = sg.var("x"); y = sg.sin(x) * x
-    >>> [n.op.name for n in sg.Graph(y).order]
+    >>> [n.op.name if n.op else n.kind for n in sg.Graph(y).order]
     ['var', 'sin', 'mul']
     """
 

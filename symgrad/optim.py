@@ -186,23 +186,9 @@ schedules = SimpleNamespace(constant=Constant, step=StepDecay, exponential=Expon
 
 # ================================================================ formulas
 def _to_sympy(node: Node, keep: dict | None = None) -> sympy.Expr:
-    """The SymPy meaning of a scalar graph, from each op's ``sym`` rule; nodes in ``keep`` stay symbols."""
-    from .graph import Graph
-    from .ops.base import objarray
-    keep = keep or {}
-    values: dict[Node, Any] = {}
-    for n in Graph(node).order:
-        if n in keep:
-            values[n] = objarray(keep[n])
-        elif n.kind in ("var", "param"):
-            values[n] = objarray(sympy.Symbol(n.name, real=True))
-        elif n.kind == "const":
-            v = float(n.value)
-            values[n] = objarray(sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v))
-        else:
-            values[n] = objarray(n.op.sym(*[values[i] for i in n.inputs], **dict(n.attrs)))
-    out = values[node]
-    return _tidy(out[()] if isinstance(out, np.ndarray) else out)
+    """The SymPy meaning of a scalar graph (the formula builder's); nodes in ``keep`` stay symbols."""
+    from .formulas.build import SCALAR, Builder
+    return _tidy(Builder(SCALAR, keep).define(node))
 
 
 def _tidy(expr: sympy.Expr) -> sympy.Expr:
@@ -347,7 +333,7 @@ class Optimizer:
         for i, (p, g) in enumerate(zip(params, grads)):
             leaves = {}
             for s in self.state_names:
-                name = f"{s}_{i}"
+                name = f"{type(self).__name__.lower()}_{s}_{p.name}"  # adam_m_W: the state of W
                 while name in taken:
                     name += "_"
                 taken.add(name)
@@ -392,6 +378,24 @@ class Optimizer:
         # θ reads the new state, written by its name
         out["theta"] = _to_sympy(new_theta, keep)
         return out
+
+    def rule_lines(self) -> list[str]:
+        """The update rule in plain text, one update a line (the comment that opens each update in
+        a compiled step).
+
+        Examples
+        --------
+        >>> import symgrad as sg
+        >>> for line in sg.optim.SGD(lr=0.1, momentum=0.9).rule_lines():
+        ...     print(line)
+        SGD, for each param θ with gradient g:
+          b ← b*mu + g
+          θ ← -b*eta + theta
+        """
+        lines = [f"{type(self).__name__}, for each param θ with gradient g:"]
+        for name, expr in self.formulas().items():
+            lines.append(f"  {'θ' if name == 'theta' else name} ← {sympy.sstr(expr)}")
+        return lines
 
     def _couples_decay(self) -> bool:
         return bool(self.weight_decay)
@@ -515,6 +519,24 @@ class Adam(Optimizer):
 
     def hyper(self) -> dict[str, float]:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def rule_lines(self) -> list[str]:
+        """The update rule in plain text, one update a line (the comment that opens each update in
+        a compiled step).
+
+        Examples
+        --------
+        >>> import symgrad as sg
+        >>> for line in sg.optim.SGD(lr=0.1, momentum=0.9).rule_lines():
+        ...     print(line)
+        SGD, for each param θ with gradient g:
+          b ← b*mu + g
+          θ ← -b*eta + theta
+        """
+        lines = [f"{type(self).__name__}, for each param θ with gradient g:"]
+        for name, expr in self.formulas().items():
+            lines.append(f"  {'θ' if name == 'theta' else name} ← {sympy.sstr(expr)}")
+        return lines
 
     def _couples_decay(self) -> bool:
         return bool(self.weight_decay) and not self.decoupled

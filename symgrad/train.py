@@ -99,14 +99,16 @@ def _split(result: Any) -> tuple[float, tuple]:
 
 
 def _output_threshold(step: Any) -> float | None:
-    """0.5 when the step's first extra output is known to be a probability (sigmoid), 0 for other known nodes."""
+    """The middle of the range of the step's first extra output when its op declares one (0.5 for a
+    probability from σ), 0 for other known nodes."""
     outputs = getattr(step, "outputs", None)
     if not outputs:
         return None
     node = list(outputs)[0]
     if not isinstance(node, Node):
         return None
-    return 0.5 if node.op.name == "sigmoid" else 0.0
+    bounds = node.op.output_range if node.op is not None else None
+    return 0.5 * (bounds[0] + bounds[1]) if bounds else 0.0
 
 
 def accuracy_counts(output: Any, target: Any, threshold: float | None = None) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from ..autodiff import adjoints
 from ..errors import GradError, GraphError
 from ..evaluate import evaluate, resolve_feeds
 from ..graph import Graph, Node, as_node_list
-from .build import MATRIX, SCALAR, Builder, arith_kind, finish, refold_map
+from .build import MATRIX, SCALAR, Builder, finish, refold_map
 from .notation import leaf_symbol
 from .numeric import numeric
 from .printing import DELTA, Printable, join_pretty, partial_latex, partial_text, symbol_text, to_latex
@@ -141,9 +141,7 @@ def _label(loss_symbol: Any, eq: Equation) -> str:
 
 
 def _is_activation(n: Node) -> bool:
-    if n.op.name in ("softmax", "log_softmax"):
-        return True
-    return n.op.elementwise and n.op.nin == 1 and arith_kind(n.op) is None and n.op.derivative_of is None
+    return n.op.activation
 
 
 def textbook_names(graph: Graph, loss: Node) -> dict[Node, str]:

@@ -36,27 +36,6 @@ SIMPLIFY_LIMIT = 40
 LIGHT_LIMIT = 400
 
 _const_numbers = np.frompyfunc(const_number, 1, 1)
-_ARITH: dict = {}
-
-
-def arith_kind(op) -> str | None:
-    """'mul', 'add', 'sub', 'div' or 'neg' when the op's SymPy meaning is that; else None."""
-    if op.name in _ARITH:
-        return _ARITH[op.name]
-    kind = None
-    if op.elementwise and op.scalar is not None and not op.attr_names and op.nin in (1, 2):
-        ts = sympy.symbols("t0:2")
-        try:
-            e = sympy.sympify(op.scalar(*ts[:op.nin]))
-        except Exception:  # noqa: BLE001  a meaning that needs more than symbols is not arithmetic
-            e = None
-        a, b = ts
-        table = {2: (("mul", a * b), ("add", a + b), ("sub", a - b), ("div", a / b)), 1: (("neg", -a),)}
-        for name, ref in table[op.nin]:
-            if e == ref:
-                kind = name
-    _ARITH[op.name] = kind
-    return kind
 
 
 class _Lazy:
@@ -174,7 +153,7 @@ class Builder:
 
     def _scalar_apply(self, node: Node, args: list) -> Any:
         op = node.op
-        kind = arith_kind(op)
+        kind = op.arith  # products and sums are collected flat
         if kind == "mul":
             return _Lazy("mul", (args[0], args[1]))
         if kind == "add":
@@ -339,7 +318,7 @@ def refold_map(symbols: dict) -> dict:
     """
     out = {}
     for node, sym in symbols.items():
-        if node.is_leaf or not node.op.elementwise or arith_kind(node.op) is not None:
+        if node.is_leaf or not node.op.elementwise or node.op.arith is not None:
             continue
         if not all(i.is_leaf or i in symbols for i in node.inputs):
             continue

@@ -26,7 +26,7 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..errors import ShapeError
 from ..graph import Node, format_shape
-from ..ops.base import get_op
+from ..ops.base import FUNCTION_OPS, get_op
 from .labels import apply_latex, apply_pretty, latex_label
 
 __all__ = ["dim", "matrix_shape", "leaf_symbol", "const_number", "const_value", "broadcast", "add", "sub",
@@ -286,27 +286,6 @@ def generic(node: Node, args: list) -> Any:
     return _op_class(OpMatrix, node.op, node.attrs, in_ndims)(ms[0], ms[1], *args)
 
 
-_FUNCTION_OPS: dict = {}
-
-
-def _function_ops() -> dict:
-    """{SymPy function class: unary elementwise op whose meaning it is} (σ -> sigmoid, log -> log)."""
-    from ..ops.base import REGISTRY
-    if _FUNCTION_OPS.get("_size") != len(REGISTRY):
-        t = sympy.Symbol("t", real=True)
-        _FUNCTION_OPS.clear()
-        for op in REGISTRY.values():
-            if op.elementwise and op.nin == 1 and not op.attr_names and op.scalar is not None:
-                try:
-                    e = sympy.sympify(op.scalar(t))
-                except Exception:  # noqa: BLE001  a meaning that is not a function of a symbol
-                    continue
-                if isinstance(e, sympy.Function) and e.args == (t,):
-                    _FUNCTION_OPS.setdefault(type(e), op)
-        _FUNCTION_OPS["_size"] = len(REGISTRY)
-    return _FUNCTION_OPS
-
-
 def from_scalar(expr: sympy.Expr, args: dict, shape: tuple) -> Any:
     """An elementwise SymPy expression in symbols standing for matrices, as matrix notation.
 
@@ -357,7 +336,7 @@ def from_scalar(expr: sympy.Expr, args: dict, shape: tuple) -> Any:
             base = conv(e.base)
             return None if base is None else HadamardPower(base, e.exp) if isinstance(base, MatrixExpr) \
                 else base ** e.exp
-        op = _function_ops().get(type(e)) if isinstance(e, sympy.Function) and len(e.args) == 1 else None
+        op = FUNCTION_OPS.get(type(e)) if isinstance(e, sympy.Function) and len(e.args) == 1 else None
         if op is not None:
             inner = conv(e.args[0])
             if isinstance(inner, MatrixExpr):

@@ -15,7 +15,7 @@ from sympy import (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, Mat
                    ZeroMatrix)
 
 from ..errors import FeedError, GraphError
-from ..ops.base import _NUMPY_FUNCS
+from ..ops.base import NUMPY_FUNCS
 from .notation import OpFunction, OpMatrix, OpScalar
 
 _FUNCS: dict = {}
@@ -116,7 +116,7 @@ class _Numeric:
         key = (e.func, len(args))
         f = _FUNCS.get(key)
         if f is None:
-            f = _FUNCS[key] = sympy.lambdify(dummies, e.func(*dummies), modules=[_NUMPY_FUNCS, "numpy"])
+            f = _FUNCS[key] = sympy.lambdify(dummies, e.func(*dummies), modules=[NUMPY_FUNCS, "numpy"])
         return f(*args)
 
 

@@ -3,13 +3,13 @@
 Importing this package registers every built-in op in
 :data:`symgrad.ops.base.REGISTRY`.
 """
-from .base import (REGISTRY, OpDef, apply, as_node, const, derivative_op, get_op, make_elementwise, param,
-                   register, var)
+from .base import (REGISTRY, Code, OpDef, Target, apply, as_node, const, derivative_op, get_op, make_elementwise,
+                   param, register, var)
 from .elementwise import (abs, add, cos, div, equal, exp, greater, greater_equal, leaky_relu, log, maximum, mul,
                           neg, pow, relu, sigmoid, sign, sin, softplus, sqrt, sub, tanh, where)
 from .linalg import broadcast_like, broadcast_to, expand_dims, matmul, reshape, reshape_like, transpose
 from .nn import log_softmax, one_hot, softmax
 from .reduce import max, mean, sum
 
-#: the ops symgrad ships with (user ops from sg.elementwise and lazily derived ones come later)
+#: the ops symgrad ships with (user ops from sg.elementwise and their derivatives come later)
 BUILTIN_OPS = frozenset(REGISTRY)

@@ -2,8 +2,15 @@
 
 Everything about an op lives in one ``OpDef``: its name, shape rule,
 NumPy implementation, SymPy meaning, vector-Jacobian product (written as
-new graph nodes), NumPy emission for the compiler and its drawing label.
-``register`` refuses incomplete or duplicate declarations.
+new graph nodes), how the compiler emits it (a NumPy ufunc, a source
+template, a view, in place or not, rewrites), and how it prints (a label,
+an infix symbol and its precedence, matrix notation).  The evaluator, the
+formula builder, the compiler and the drawing ask the op; none of them
+keeps a table of op names.  ``register`` refuses incomplete or duplicate
+declarations.
+
+Leaves (inputs, parameters, constants) are node kinds, not ops: they are
+made by :func:`var`, :func:`param` and :func:`const` and have ``op=None``.
 """
 from __future__ import annotations
 
@@ -22,6 +29,46 @@ from . import sympy_funcs
 # shape that broadcasts to the input; autodiff sums it back), or None for
 # "no gradient flows here".
 VJP = Callable[[Node, Node, tuple], tuple]
+LAYOUTS = ("broadcast", "reshape", "expand", "transpose")
+REDUCTIONS = ("sum", "mean", "max")
+
+
+class Code(str):
+    """Source text of one argument of an emitted op, with what an ``emit`` rule may need to know:
+    its ``shape`` (named dims as names), ``ndim``, and ``scalar`` (a Python float, not an array)."""
+
+    shape: tuple = ()
+    scalar: bool = False
+
+    def __new__(cls, text: str, shape: tuple = (), scalar: bool = False):
+        self = super().__new__(cls, text)
+        self.shape, self.scalar = tuple(shape), scalar
+        return self
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What an ``emit`` rule knows of the value it computes.
+
+    ``buffer``: the name of an array to write the result into (only for
+    ops declared ``inplace``), else None; ``augment``: whether the source may
+    be an augmented assignment to it (``g *= m``) rather than an expression.  ``dim(d)``: source text of one
+    dim (a named dim is bound at run time: ``d_batch_1``); ``dims(shape)``:
+    of a shape (``(d_batch_1, 3)``).
+    """
+
+    ndim: int
+    buffer: str | None
+    dim: Callable[[Any], str]
+    augment: bool = False
+
+    def dims(self, shape: tuple) -> str:
+        parts = [self.dim(d) for d in shape]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -38,16 +85,63 @@ class OpDef:
         ``sym(*arrays, **attrs)`` (for elementwise ops made from ``scalar``).
     vjp : ``vjp(node, g, needs) -> tuple`` of cotangent nodes, or None when
         the op is not differentiable at all.
-    label : short label for drawings and matrix formulas (``"σ"``, ``"@"``).
-    emit : ``emit(args, **attrs) -> str`` NumPy source for the compiler, or
-        None to call ``impl`` under the op's name.
+    label : short label for drawings and formulas (``"σ"``, ``"@"``).
     scalar : for elementwise ops, the SymPy function of scalar symbols.
     elementwise : whether the op maps entries independently (broadcasting).
     domain : per input, the (low, high) range gradient tests sample from.
-    differentiable_inputs : which inputs carry gradients (int inputs do not).
+    derivative_of : ``(op name, input index)`` for an op that is another op's derivative.
     matrix : ``matrix(node, args, mx) -> expr``: the op in matrix notation,
         written with the vocabulary ``mx`` (:mod:`symgrad.formulas.notation`);
         None prints the op as its label applied to its arguments (``σ(Z)``).
+
+    Printing
+    --------
+    notation : a :class:`symgrad.text.Notation` (infix symbol, precedence,
+        style); None writes the op as a call, ``label(args)``.
+    activation : whether backprop equations treat the op as a layer's
+        activation (its input is ``z``, its output ``a``); None decides from
+        the op (a unary elementwise op that is not arithmetic).
+    output_range : ``(low, high)`` of the op's values, when bounded (σ: (0, 1)).
+
+    Compiling
+    ---------
+    ufunc : the NumPy ufunc that computes the op (``"add"``), called with
+        ``out=`` when a buffer can be reused; ``ufunc_args`` are extra
+        source arguments after the inputs (ReLU is ``maximum(x, 0.0)``).
+    infix : the Python operator for the ufunc (``"+"``; a prefix for one input).
+    pyfloat_infix : whether the infix operator is right on two Python floats
+        (not for ``**``: a negative float to a fractional power is complex).
+    emit : ``emit(args, target, **attrs) -> str``: NumPy source from argument
+        texts (:class:`Code`) and the :class:`Target`; None (and no ufunc)
+        calls ``impl`` under the op's name.
+    view : the result may share memory with an input (transpose, reshape).
+    fresh : the result is always a new array, which later ops may overwrite
+        (buffer reuse); None: true for ufuncs and ops made by
+        :func:`elementwise_op`, false otherwise (an op that returns an input
+        unchanged must not be marked fresh).
+    inplace : ``emit`` can write into ``target.buffer`` (an input-sized buffer).
+    commutative : inputs may be swapped (shared subexpressions of ``a + b`` and ``b + a``).
+    foldable : may be computed at compile time when every input is a constant.
+    preserves_dtype : the result has the inputs' float dtype (no cast in float32
+        code); None: true for ufuncs, emitted source and views.
+    int_inputs : the op takes integer inputs as they are (class indices).
+    index_bound : name of the attr that bounds the values of an integer input 0
+        (``one_hot``'s ``num_classes``); the compiled function checks it at entry.
+    python_scalar : the result is a Python float (a count of entries).
+    layout : the op only moves or copies entries of input 0: ``"broadcast"``,
+        ``"reshape"``, ``"expand"`` or ``"transpose"``.
+    reduction : ``"sum"``, ``"mean"`` or ``"max"`` for reductions over axes.
+    rewrite : ``rewrite(value, args, shape, ir) -> value | None``: a
+        compile-time rewrite (:mod:`symgrad.codegen.rewrite`), e.g. σ′(z)
+        from σ(z) when that is computed anyway; None keeps the op.
+    internal : a compiler-internal op (fused kernels), not in the registry.
+
+    Derived
+    -------
+    arith : ``"mul"``, ``"add"``, ``"sub"``, ``"div"`` or ``"neg"`` when the SymPy
+        meaning is that arithmetic (formulas collect such products and sums flat).
+    sympy_function : the SymPy function class whose application is the op's
+        meaning (``exp``, ``sigmoid``), for unary ops.
     """
 
     name: str
@@ -63,14 +157,84 @@ class OpDef:
     domain: tuple = ()
     dtype: str = "float"
     attr_names: tuple = ()
-    derivative_of: tuple | None = None  # (op name, input index) for derived ops
-    matrix: Callable[..., Any] | None = None  # matrix(node, args, notation) -> SymPy matrix notation
+    derivative_of: tuple | None = None
+    matrix: Callable[..., Any] | None = None
+    notation: Any = None
+    activation: bool | None = None
+    output_range: tuple | None = None
+    ufunc: str | None = None
+    ufunc_args: tuple = ()
+    infix: str | None = None
+    pyfloat_infix: bool = True
+    view: bool = False
+    fresh: bool | None = None
+    inplace: bool = False
+    commutative: bool = False
+    foldable: bool = True
+    preserves_dtype: bool | None = None
+    int_inputs: bool = False
+    index_bound: str | None = None
+    python_scalar: bool = False
+    layout: str | None = None
+    reduction: str | None = None
+    rewrite: Callable[..., Any] | None = None
+    internal: bool = False
+    arith: str | None = dataclasses.field(default=None, init=False)
+    sympy_function: Any = dataclasses.field(default=None, init=False)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  derived once, here
+        set_("arith", _arith_kind(self))
+        set_("sympy_function", _sympy_function(self))
+        if self.fresh is None:
+            set_("fresh", bool(self.ufunc) and not self.view)
+        if self.preserves_dtype is None:
+            set_("preserves_dtype", bool(self.ufunc or self.emit or self.view))
+        if self.activation is None:
+            set_("activation", bool(self.elementwise and self.nin == 1 and self.arith is None
+                                    and self.derivative_of is None))
+
+    @property
+    def shape_only(self) -> bool:
+        """Whether the op only expands, reshapes or broadcasts (a transpose is more than that)."""
+        return self.layout in ("broadcast", "reshape", "expand")
 
     def __repr__(self) -> str:
         return f"OpDef({self.name!r})"
 
 
+def _arith_kind(op: OpDef) -> str | None:
+    """'mul', 'add', 'sub', 'div' or 'neg' when the op's SymPy meaning is that; else None."""
+    if not (op.elementwise and op.scalar is not None and not op.attr_names and op.nin in (1, 2)):
+        return None
+    ts = sympy.symbols("t0:2")
+    try:
+        e = sympy.sympify(op.scalar(*ts[:op.nin]))
+    except Exception:  # noqa: BLE001  a meaning that needs more than symbols is not arithmetic
+        return None
+    a, b = ts
+    table = {2: (("mul", a * b), ("add", a + b), ("sub", a - b), ("div", a / b)), 1: (("neg", -a),)}
+    for name, ref in table[op.nin]:
+        if e == ref:
+            return name
+    return None
+
+
+def _sympy_function(op: OpDef) -> Any:
+    """The SymPy function class f when the op's meaning is f(t), for unary elementwise ops."""
+    if not (op.elementwise and op.nin == 1 and not op.attr_names and op.scalar is not None):
+        return None
+    t = sympy.Symbol("t", real=True)
+    try:
+        e = sympy.sympify(op.scalar(t))
+    except Exception:  # noqa: BLE001  a meaning that is not a function of a symbol
+        return None
+    return type(e) if isinstance(e, sympy.Function) and e.args == (t,) else None
+
+
 REGISTRY: dict[str, OpDef] = {}
+#: SymPy function class -> the registered unary op whose meaning it is (σ -> sigmoid, log -> log)
+FUNCTION_OPS: dict[type, OpDef] = {}
 
 
 def register(op: OpDef) -> OpDef:
@@ -81,6 +245,8 @@ def register(op: OpDef) -> OpDef:
         raise OpDefinitionError(f"register: op name {op.name!r} is not an identifier")
     if op.name in REGISTRY:
         raise OpDefinitionError(f"register: an op named {op.name!r} is already registered")
+    if op.internal:
+        raise OpDefinitionError(f"register: op {op.name!r} is compiler-internal and stays out of the registry")
     for field in ("shape", "impl", "sym"):
         if not callable(getattr(op, field)):
             raise OpDefinitionError(f"register: op {op.name!r} has no {field} rule")
@@ -88,7 +254,15 @@ def register(op: OpDef) -> OpDef:
         raise OpDefinitionError(f"register: op {op.name!r} has no label")
     if op.vjp is not None and not callable(op.vjp):
         raise OpDefinitionError(f"register: op {op.name!r}: vjp must be callable or None")
+    if op.layout is not None and op.layout not in LAYOUTS:
+        raise OpDefinitionError(f"register: op {op.name!r}: layout must be one of {LAYOUTS}, got {op.layout!r}")
+    if op.reduction is not None and op.reduction not in REDUCTIONS:
+        raise OpDefinitionError(f"register: op {op.name!r}: reduction must be one of {REDUCTIONS}")
+    if op.inplace and op.emit is None:
+        raise OpDefinitionError(f"register: op {op.name!r}: an inplace op needs an emit rule that writes its buffer")
     REGISTRY[op.name] = op
+    if op.sympy_function is not None:
+        FUNCTION_OPS.setdefault(op.sympy_function, op)
     return op
 
 
@@ -139,7 +313,7 @@ def var(name: str, shape: Any = (), dtype: str = "float") -> Node:
     check_name(name)
     if dtype not in ("float", "int"):
         raise GraphError(f"var {name!r}: dtype must be 'float' or 'int', got {dtype!r}")
-    return Node(REGISTRY["var"], (), (), normalize_shape(shape, f"var {name!r}"), dtype, name=name)
+    return Node(None, (), (), normalize_shape(shape, f"var {name!r}"), dtype, name=name, kind="var")
 
 
 def param(name: str, value: Any = None, *, shape: Any = None, init: str | Callable | None = None,
@@ -175,7 +349,7 @@ def param(name: str, value: Any = None, *, shape: Any = None, init: str | Callab
         arr = initialize(init if init is not None else "zeros", shp, seed=seed, **init_kwargs)
     if not np.all(np.isfinite(arr)):
         raise GraphError(f"param {name!r}: value has non-finite entries")
-    return Node(REGISTRY["param"], (), (), arr.shape, "float", name=name, value=arr)
+    return Node(None, (), (), arr.shape, "float", name=name, value=arr, kind="param")
 
 
 def const(value: Any, name: str | None = None) -> Node:
@@ -187,19 +361,7 @@ def const(value: Any, name: str | None = None) -> Node:
     arr.setflags(write=False)
     if name is not None:
         check_name(name)
-    return Node(REGISTRY["const"], (), (), arr.shape, "float", name=name, value=arr)
-
-
-def _no_inputs(nodes, **attrs):
-    raise GraphError("leaves are made with sg.var, sg.param and sg.const")
-
-
-def _leaf_impl(*args, **kw):
-    raise GraphError("leaves have no implementation; they are fed or hold values")
-
-
-for _leaf, _label in (("var", "var"), ("param", "param"), ("const", "const")):
-    register(OpDef(_leaf, 0, _no_inputs, _leaf_impl, _leaf_impl, vjp=None, label=_label))
+    return Node(None, (), (), arr.shape, "float", name=name, value=arr, kind="const")
 
 
 # --------------------------------------------------- elementwise ops
@@ -229,33 +391,44 @@ def _elementwise_shape(name: str):
 
 def elementwise_op(name: str, scalar: Callable[..., sympy.Expr], impl: Callable | None = None, *,
                    nin: int = 1, label: str | None = None, vjp: VJP | None | str = "derive",
-                   emit: Callable | None = None, domain: tuple | None = None,
-                   attr_names: tuple = (), derivative_of: tuple | None = None, matrix: Callable | None = None,
-                   differentiable: bool = True) -> OpDef:
-    """Declare and register an elementwise op from its SymPy meaning.
+                   domain: tuple | None = None, attr_names: tuple = (), derivative_of: tuple | None = None,
+                   differentiable: bool = True, registered: bool = True, **spec: Any) -> OpDef:
+    """Declare (and register) an elementwise op from its SymPy meaning.
 
     ``scalar(*symbols, **attrs)`` is the SymPy function.  ``impl`` is the
     NumPy implementation (by default SymPy's ``lambdify`` of ``scalar``).
     With ``vjp="derive"`` each input's derivative is taken by SymPy and
-    becomes a new elementwise op (registered on first use), so the
-    gradient is ``g * f_i'(inputs)``.
+    becomes a new elementwise op, declared here with this one, so the
+    gradient is ``g * f_i'(inputs)``.  (The derivative of a derived op, a
+    second derivative, is made when a gradient first needs it and kept by
+    that op; it is not registered.)  ``spec`` holds further
+    :class:`OpDef` fields (``notation``, ``ufunc``, ``rewrite``...).
     """
     if impl is None:
         impl = _lambdify(scalar, nin, attr_names)
+    spec.setdefault("fresh", True)  # NumPy's elementwise functions return new arrays (_lambdify too)
+    derivatives: dict[int, OpDef] | None = None
     if vjp == "derive":
-        vjp = _derived_vjp(name, nin) if differentiable else None
+        derivatives = {} if differentiable else None
+        vjp = _derived_vjp(derivatives) if differentiable else None
     op = OpDef(name=name, nin=nin, shape=_elementwise_shape(name), impl=impl,
-               sym=_elementwise_sym(scalar, nin), vjp=vjp, label=label or name, emit=emit,
+               sym=_elementwise_sym(scalar, nin), vjp=vjp, label=label or name,
                scalar=scalar, elementwise=True, domain=domain or ((-2.0, 2.0),) * nin,
-               attr_names=attr_names, derivative_of=derivative_of, matrix=matrix)
-    return register(op)
+               attr_names=attr_names, derivative_of=derivative_of, **spec)
+    if registered:
+        register(op)
+    if derivatives is not None and derivative_of is None:
+        for i in range(nin):
+            derivatives[i] = derivative_op(op, i)
+    return op
 
 
 def _symbols(nin: int) -> tuple:
     return sympy.symbols(f"t0:{nin}", real=True) if nin > 1 else (sympy.Symbol("t", real=True),)
 
 
-_NUMPY_FUNCS = {k: getattr(runtime, v) for k, v in sympy_funcs.RUNTIME_NAMES.items()}
+#: NumPy implementations of symgrad's own SymPy functions, for ``sympy.lambdify``
+NUMPY_FUNCS = {k: getattr(runtime, v) for k, v in sympy_funcs.RUNTIME_NAMES.items()}
 
 
 def _lambdify(scalar: Callable, nin: int, attr_names: tuple) -> Callable:
@@ -268,8 +441,10 @@ def _lambdify(scalar: Callable, nin: int, attr_names: tuple) -> Callable:
         f = cache.get(key)
         if f is None:
             expr = sympy.sympify(scalar(*ts, **attrs))
-            f = cache[key] = sympy.lambdify(ts, expr, modules=[_NUMPY_FUNCS, "numpy"])
+            f = cache[key] = sympy.lambdify(ts, expr, modules=[NUMPY_FUNCS, "numpy"])
         out = f(*arrays)
+        if any(out is a for a in arrays):  # an identity-like meaning: never hand out an input array
+            out = np.array(out, dtype=np.float64)
         shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
         return np.broadcast_to(np.asarray(out, dtype=np.float64), shape).copy() if np.shape(out) != shape \
             else np.asarray(out, dtype=np.float64)
@@ -277,11 +452,9 @@ def _lambdify(scalar: Callable, nin: int, attr_names: tuple) -> Callable:
     return impl
 
 
-def derivative_op(op: OpDef, index: int) -> OpDef:
-    """The elementwise op ``∂op/∂input[index]``, derived by SymPy once."""
+def derivative_op(op: OpDef, index: int, registered: bool = True) -> OpDef:
+    """The elementwise op ``∂op/∂input[index]``, derived by SymPy."""
     name = f"{op.name}_prime" if op.nin == 1 else f"{op.name}_d{index}"
-    if name in REGISTRY:
-        return REGISTRY[name]
     ts = _symbols(op.nin)
 
     def dscalar(*args, **attrs):
@@ -290,20 +463,22 @@ def derivative_op(op: OpDef, index: int) -> OpDef:
 
     label = f"{op.label}′" if op.nin == 1 else f"∂{op.label}/∂{index}"
     lo_hi = op.domain if op.domain else ((-2.0, 2.0),) * op.nin
-    return elementwise_op(name, dscalar, nin=op.nin, label=label, domain=lo_hi,
-                          attr_names=op.attr_names, derivative_of=(op.name, index))
+    return elementwise_op(name, dscalar, nin=op.nin, label=label, domain=lo_hi, attr_names=op.attr_names,
+                          derivative_of=(op.name, index), registered=registered)
 
 
-def _derived_vjp(name: str, nin: int) -> VJP:
+def _derived_vjp(derivatives: dict[int, OpDef]) -> VJP:
+    """g · ∂op/∂input_i for each needed input, from the op's derivative ops."""
     def vjp(node: Node, g: Node, needs: tuple) -> tuple:
         attrs = dict(node.attrs)
         out = []
-        for i in range(nin):
-            if not needs[i]:
+        for i, need in enumerate(needs):
+            if not need:
                 out.append(None)
                 continue
-            d = derivative_op(node.op, i)
-            out.append(g * apply(d, *node.inputs, **attrs))
+            if i not in derivatives:  # a derived op's own derivative: made once, kept here
+                derivatives[i] = derivative_op(node.op, i, registered=False)
+            out.append(g * apply(derivatives[i], *node.inputs, **attrs))
         return tuple(out)
     return vjp
 

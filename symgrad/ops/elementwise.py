@@ -10,8 +10,11 @@ import numpy as np
 import sympy
 
 from .. import runtime
-from ..graph import Node
+from .. import text as P
+from ..graph import Node, broadcast_of
+from ..text import Notation
 from .base import apply, as_node, const, elementwise_op, get_op
+from .kernels import MASK_MUL, XENT_GRAD
 from .sympy_funcs import leaky_relu as _sp_leaky_relu
 from .sympy_funcs import leaky_step as _sp_leaky_step
 from .sympy_funcs import relu as _sp_relu
@@ -23,23 +26,82 @@ POSITIVE = (0.3, 3.0)
 NO_GRAD = lambda node, g, needs: (None,) * node.op.nin  # noqa: E731  zero gradient a.e.
 
 
-def _infix(sym: str):
-    return lambda args, **attrs: f"{args[0]} {sym} {args[1]}"
+# ------------------------------------------------------ compile-time rewrites
+def _drop_identity(identity: float):
+    """x ∘ e -> x for the op's identity element e (when x already has the result's shape)."""
+    def rewrite(v, args, shape, ir):
+        for i in (0, 1):
+            other = args[1 - i]
+            if args[i].is_const(identity) and broadcast_of(other.shape, args[i].shape) == other.shape:
+                return other
+        return None
+    return rewrite
 
 
-def _call(fn: str):
-    return lambda args, **attrs: f"{fn}({', '.join(args)})"
+def _rewrite_mul(v, args, shape, ir):
+    same = _drop_identity(1.0)(v, args, shape, ir)
+    if same is not None:
+        return same
+    for i in (0, 1):  # g * relu'(z) -> g * (relu(z) > 0): a masked product, no float mask
+        if args[i].op is STEP and args[i].shape == shape:
+            return ir.make(MASK_MUL, [args[1 - i], args[i].args[0]], (), shape)
+    return None
+
+
+def _rewrite_neg(v, args, shape, ir):
+    return args[0].args[0] if args[0].op is NEG else None
+
+
+def _from_primal(primal_name: str, build):
+    """A derivative read off its primal's output when the primal is computed anyway
+    (σ′(z) = s(1 − s) with s = σ(z)); ``build(ir, out, shape)`` writes it."""
+    def rewrite(v, args, shape, ir):
+        primal = get_op(primal_name)
+        if not ir.computed(primal, v.args):
+            return None
+        return build(ir, ir.make(primal, args, (), shape), shape)
+    return rewrite
+
+
+def _sub_of_xent(v, args, shape, ir):
+    """g − exp(ls)·Σ g  with g = c·one_hot(y), ls = log_softmax(z)  ->  c·(one_hot(y) − softmax(z))."""
+    gv, prod = args
+    if prod.op is not MUL or gv.op is not MUL or shape != gv.shape:
+        return None
+    e, s = prod.args
+    if s.op is EXP:
+        e, s = s, e
+    if e.op is not EXP or s.op is not get_op("sum") or s.args[0] is not gv or not s.attr("keepdims"):
+        return None
+    ls = e.args[0]
+    last = ls.ndim - 1
+    if ls.op is not get_op("log_softmax") or ls.attr("axis") != last or s.attr("axis") != (last,) \
+            or ls.shape != shape:
+        return None
+    c, oh = gv.args
+    if c.op is get_op("one_hot"):
+        c, oh = oh, c
+    if oh.op is not get_op("one_hot") or c.ndim != 0 or oh.shape != shape:
+        return None
+    return ir.make(XENT_GRAD, [ls, oh.args[0], c], (), shape)
+
+
+def _sub(ir, a, b, shape):
+    return ir.make(get_op("sub"), [a, b], (), shape)
 
 
 # ------------------------------------------------------------ arithmetic
-elementwise_op("add", lambda a, b: a + b, np.add, nin=2, label="+", emit=_infix("+"),
-               vjp=lambda n, g, needs: (g, g), matrix=lambda n, a, mx: mx.add(n, a))
-elementwise_op("sub", lambda a, b: a - b, np.subtract, nin=2, label="−", emit=_infix("-"),
-               vjp=lambda n, g, needs: (g, -g if needs[1] else None), matrix=lambda n, a, mx: mx.sub(n, a))
-elementwise_op("mul", lambda a, b: a * b, np.multiply, nin=2, label="×", emit=_infix("*"),
-               vjp=lambda n, g, needs: (g * n.inputs[1] if needs[0] else None,
-                                        g * n.inputs[0] if needs[1] else None),
-               matrix=lambda n, a, mx: mx.mul(n, a))
+elementwise_op("add", lambda a, b: a + b, np.add, nin=2, label="+", vjp=lambda n, g, needs: (g, g),
+               matrix=lambda n, a, mx: mx.add(n, a), notation=Notation("infix", "+", P.ADD), ufunc="add",
+               infix="+", commutative=True, rewrite=_drop_identity(0.0))
+elementwise_op("sub", lambda a, b: a - b, np.subtract, nin=2, label="−",
+               vjp=lambda n, g, needs: (g, -g if needs[1] else None), matrix=lambda n, a, mx: mx.sub(n, a),
+               notation=Notation("infix", "−", P.ADD), ufunc="subtract", infix="-", rewrite=_sub_of_xent)
+MUL = elementwise_op("mul", lambda a, b: a * b, np.multiply, nin=2, label="×",
+                     vjp=lambda n, g, needs: (g * n.inputs[1] if needs[0] else None,
+                                              g * n.inputs[0] if needs[1] else None),
+                     matrix=lambda n, a, mx: mx.mul(n, a), notation=Notation("infix", "·", P.MUL, "⊙", spaced=None),
+                     ufunc="multiply", infix="*", commutative=True, rewrite=_rewrite_mul)
 
 
 def _div_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -47,10 +109,12 @@ def _div_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return (g / b if needs[0] else None, -(g * n) / b if needs[1] else None)
 
 
-elementwise_op("div", lambda a, b: a / b, np.divide, nin=2, label="÷", emit=_infix("/"),
-               vjp=_div_vjp, domain=((-2.0, 2.0), POSITIVE), matrix=lambda n, a, mx: mx.div(n, a))
-elementwise_op("neg", lambda a: -a, np.negative, label="−", emit=lambda args: f"-{args[0]}",
-               vjp=lambda n, g, needs: (-g,), matrix=lambda n, a, mx: mx.neg(n, a))
+elementwise_op("div", lambda a, b: a / b, np.divide, nin=2, label="÷", vjp=_div_vjp,
+               domain=((-2.0, 2.0), POSITIVE), matrix=lambda n, a, mx: mx.div(n, a),
+               notation=Notation("frac", "/", P.FRAC), ufunc="divide", infix="/")
+NEG = elementwise_op("neg", lambda a: -a, np.negative, label="−", vjp=lambda n, g, needs: (-g,),
+                     matrix=lambda n, a, mx: mx.neg(n, a), notation=Notation("prefix", "−", P.NEG),
+                     ufunc="negative", infix="-", rewrite=_rewrite_neg)
 
 
 def _pow_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -67,35 +131,41 @@ def _pow_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return da, db
 
 
-elementwise_op("pow", lambda a, b: a ** b, np.power, nin=2, label="^", emit=_infix("**"),
-               vjp=_pow_vjp, domain=(POSITIVE, (-2.0, 2.0)), matrix=lambda n, a, mx: mx.power(n, a))
+elementwise_op("pow", lambda a, b: a ** b, np.power, nin=2, label="^", vjp=_pow_vjp,
+               domain=(POSITIVE, (-2.0, 2.0)), matrix=lambda n, a, mx: mx.power(n, a),
+               notation=Notation("power", "^", P.POW), ufunc="power", infix="**", pyfloat_infix=False)
 
 # --------------------------------------------------------- transcendental
-elementwise_op("exp", sympy.exp, np.exp, label="exp", emit=_call("np.exp"),
-               vjp=lambda n, g, needs: (g * n,))
-elementwise_op("log", sympy.log, np.log, label="log", emit=_call("np.log"),
-               vjp=lambda n, g, needs: (g / n.inputs[0],), domain=(POSITIVE,))
-elementwise_op("sqrt", sympy.sqrt, np.sqrt, label="√", emit=_call("np.sqrt"),
-               vjp=lambda n, g, needs: (g * const(0.5) / n,), domain=(POSITIVE,))
-elementwise_op("sign", sympy.sign, np.sign, label="sign", emit=_call("np.sign"), vjp=NO_GRAD)
-elementwise_op("abs", sympy.Abs, np.abs, label="|·|", emit=_call("np.abs"),
-               vjp=lambda n, g, needs: (g * sign(n.inputs[0]),))
-elementwise_op("sin", sympy.sin, np.sin, label="sin", emit=_call("np.sin"),
-               vjp=lambda n, g, needs: (g * cos(n.inputs[0]),))
-elementwise_op("cos", sympy.cos, np.cos, label="cos", emit=_call("np.cos"),
-               vjp=lambda n, g, needs: (-(g * sin(n.inputs[0])),))
+EXP = elementwise_op("exp", sympy.exp, np.exp, label="exp", vjp=lambda n, g, needs: (g * n,), ufunc="exp")
+elementwise_op("log", sympy.log, np.log, label="log", vjp=lambda n, g, needs: (g / n.inputs[0],),
+               domain=(POSITIVE,), ufunc="log")
+elementwise_op("sqrt", sympy.sqrt, np.sqrt, label="√", vjp=lambda n, g, needs: (g * const(0.5) / n,),
+               domain=(POSITIVE,), ufunc="sqrt")
+elementwise_op("sign", sympy.sign, np.sign, label="sign", vjp=NO_GRAD, ufunc="sign")
+elementwise_op("abs", sympy.Abs, np.abs, label="|·|", vjp=lambda n, g, needs: (g * sign(n.inputs[0]),),
+               notation=Notation("bars", "|"), ufunc="absolute")
+elementwise_op("sin", sympy.sin, np.sin, label="sin", vjp=lambda n, g, needs: (g * cos(n.inputs[0]),),
+               ufunc="sin")
+elementwise_op("cos", sympy.cos, np.cos, label="cos", vjp=lambda n, g, needs: (-(g * sin(n.inputs[0])),),
+               ufunc="cos")
 
 # ------------------------------------------------------------ activations
 elementwise_op("sigmoid_prime", lambda t: _sp_sigmoid(t) * (1 - _sp_sigmoid(t)), runtime.sigmoid_prime,
-               label="σ′", derivative_of=("sigmoid", 0))
-elementwise_op("sigmoid", _sp_sigmoid, runtime.sigmoid, label="σ",
+               label="σ′", derivative_of=("sigmoid", 0),
+               rewrite=_from_primal("sigmoid", lambda ir, s, shape: ir.make(
+                   MUL, [s, _sub(ir, ir.const(1.0), s, shape)], (), shape)))
+elementwise_op("sigmoid", _sp_sigmoid, runtime.sigmoid, label="σ", output_range=(0.0, 1.0),
                vjp=lambda n, g, needs: (g * apply("sigmoid_prime", n.inputs[0]),), domain=((-4.0, 4.0),))
 elementwise_op("tanh_prime", lambda t: 1 - sympy.tanh(t) ** 2, runtime.tanh_prime, label="tanh′",
-               derivative_of=("tanh", 0))
-elementwise_op("tanh", sympy.tanh, np.tanh, label="tanh", emit=_call("np.tanh"),
+               derivative_of=("tanh", 0),
+               rewrite=_from_primal("tanh", lambda ir, t, shape: _sub(
+                   ir, ir.const(1.0), ir.make(MUL, [t, t], (), shape), shape)))
+elementwise_op("tanh", sympy.tanh, np.tanh, label="tanh", output_range=(-1.0, 1.0), ufunc="tanh",
                vjp=lambda n, g, needs: (g * apply("tanh_prime", n.inputs[0]),))
-elementwise_op("step", _sp_step, runtime.step, label="relu′", vjp=NO_GRAD, derivative_of=("relu", 0))
-elementwise_op("relu", _sp_relu, runtime.relu, label="ReLU",
+# relu'(z) read off relu(z) > 0: z itself may then be overwritten by relu in place
+STEP = elementwise_op("step", _sp_step, runtime.step, label="relu′", vjp=NO_GRAD, derivative_of=("relu", 0),
+                      rewrite=_from_primal("relu", lambda ir, r, shape: ir.make(STEP, [r], (), shape)))
+elementwise_op("relu", _sp_relu, runtime.relu, label="ReLU", ufunc="maximum", ufunc_args=("0.0",),
                vjp=lambda n, g, needs: (g * apply("step", n.inputs[0]),))
 elementwise_op("leaky_relu_prime", lambda t, alpha: _sp_leaky_step(t, sympy.nsimplify(alpha)),
                runtime.leaky_relu_prime, label="LeakyReLU′", vjp=NO_GRAD, attr_names=("alpha",),
@@ -108,10 +178,12 @@ elementwise_op("softplus", _sp_softplus, runtime.softplus, label="softplus",
 
 # ------------------------------------------------------------ comparisons
 _piece = lambda cond: sympy.Piecewise((1, cond), (0, True))  # noqa: E731
-elementwise_op("equal", lambda a, b: _piece(sympy.Eq(a, b)), runtime.equal, nin=2, label="=", vjp=NO_GRAD)
-elementwise_op("greater", lambda a, b: _piece(a > b), runtime.greater, nin=2, label=">", vjp=NO_GRAD)
+elementwise_op("equal", lambda a, b: _piece(sympy.Eq(a, b)), runtime.equal, nin=2, label="=", vjp=NO_GRAD,
+               notation=Notation("infix", "=", P.CMP), commutative=True)
+elementwise_op("greater", lambda a, b: _piece(a > b), runtime.greater, nin=2, label=">", vjp=NO_GRAD,
+               notation=Notation("infix", ">", P.CMP))
 elementwise_op("greater_equal", lambda a, b: _piece(a >= b), runtime.greater_equal, nin=2, label="≥",
-               vjp=NO_GRAD)
+               vjp=NO_GRAD, notation=Notation("infix", "≥", P.CMP))
 
 
 def _where_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -130,8 +202,8 @@ def _maximum_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return (g * mask if needs[0] else None, g * (const(1.0) - mask) if needs[1] else None)
 
 
-elementwise_op("maximum", sympy.Max, np.maximum, nin=2, label="max", emit=_call("np.maximum"),
-               vjp=_maximum_vjp)
+elementwise_op("maximum", sympy.Max, np.maximum, nin=2, label="max", vjp=_maximum_vjp, ufunc="maximum",
+               commutative=True)
 
 # ---------------------------------------------------- per-entry losses
 elementwise_op("bce_dp", lambda p, y: (p - y) / (p * (1 - p)), runtime.bce_dp, nin=2, label="∂bce/∂p",

@@ -7,8 +7,10 @@ import numpy as np
 
 from .. import runtime
 from ..errors import ShapeError
+from .. import text
 from ..graph import Node, broadcast_shapes, format_shape, normalize_shape, size_of
 from .base import OpDef, apply, as_node, objarray, register
+from .kernels import BCAST, RESHAPE_TO
 
 
 # ----------------------------------------------------------------- matmul
@@ -72,8 +74,8 @@ def _matmul_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 register(OpDef("matmul", 2, _matmul_shape, np.matmul, lambda a, b: objarray(np.matmul(a, b)),
-               vjp=_matmul_vjp, matrix=lambda n, a, mx: mx.matmul(n, a),
-               label="@", emit=lambda args: f"{args[0]} @ {args[1]}"))
+               vjp=_matmul_vjp, matrix=lambda n, a, mx: mx.matmul(n, a), label="@",
+               notation=text.Notation("product", "@", text.MUL), ufunc="matmul", infix="@"))
 
 
 def matmul(a, b, name=None) -> Node:
@@ -92,7 +94,7 @@ def _transpose_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return (transpose(g, inv),)
 
 
-def _emit_transpose(args, axes):
+def _emit_transpose(args, target, axes):
     if axes == tuple(reversed(range(len(axes)))):
         return f"{args[0]}.T"
     return f"np.transpose({args[0]}, {axes})"
@@ -100,8 +102,8 @@ def _emit_transpose(args, axes):
 
 register(OpDef("transpose", 1, _transpose_shape, lambda x, axes: np.transpose(x, axes),
                lambda x, axes: objarray(np.transpose(x, axes)), vjp=_transpose_vjp, label="ᵀ",
-               matrix=lambda n, a, mx: mx.transpose(n, a),
-               emit=_emit_transpose, attr_names=("axes",)))
+               matrix=lambda n, a, mx: mx.transpose(n, a), notation=text.Notation("postfix", "ᵀ", text.POSTFIX),
+               emit=_emit_transpose, attr_names=("axes",), view=True, layout="transpose"))
 
 
 def transpose(x, axes=None, name=None) -> Node:
@@ -155,8 +157,8 @@ register(OpDef("reshape", 1, _reshape_shape, lambda x, shape: np.reshape(x, _num
                lambda x, shape: objarray(np.reshape(x, _numpy_shape(shape))),
                vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]),), label="reshape",
                matrix=lambda n, a, mx: mx.reshape(n, a),
-               emit=lambda args, shape: f"np.reshape({args[0]}, {_numpy_shape(shape)})",
-               attr_names=("shape",)))
+               emit=lambda args, target, shape: f"np.reshape({args[0]}, {_numpy_shape(shape)})",
+               attr_names=("shape",), view=True, layout="reshape"))
 
 
 def reshape(x, shape, name=None) -> Node:
@@ -176,11 +178,18 @@ register(OpDef("reshape_like", 2, _like_shape, runtime.reshape_like,
                lambda g, ref: objarray(np.reshape(g, ref.shape)),
                vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]), None), label="reshape",
                matrix=lambda n, a, mx: mx.reshape(n, a),
-               emit=lambda args: f"np.reshape({args[0]}, {args[1]}.shape)"))
+               emit=lambda args, target: f"np.reshape({args[0]}, {args[1]}.shape)", view=True, layout="reshape",
+               rewrite=lambda v, args, shape, ir: args[0] if args[0].shape == v.shape else
+               ir.make(RESHAPE_TO, [args[0]], (("shape", v.shape),), v.shape)))
 
 
 def reshape_like(g, ref) -> Node:
     return apply("reshape_like", g, ref)
+
+
+def _to_bcast(v, args, shape, ir):
+    """Broadcasts compile to one internal op, which later rewrites sink below elementwise ops."""
+    return ir.bcast(args[0], v.shape)
 
 
 def _broadcast_like_shape(nodes):
@@ -195,7 +204,8 @@ register(OpDef("broadcast_like", 2, _broadcast_like_shape, runtime.broadcast_lik
                lambda g, ref: objarray(np.broadcast_to(g, ref.shape)),
                vjp=lambda n, g, needs: (g, None), label="broadcast",
                matrix=lambda n, a, mx: mx.broadcast_like(n, a),
-               emit=lambda args: f"np.broadcast_to({args[0]}, {args[1]}.shape)"))
+               emit=lambda args, target: f"np.broadcast_to({args[0]}, {args[1]}.shape)", view=True,
+               layout="broadcast", rewrite=_to_bcast))
 
 
 def broadcast_like(g, ref) -> Node:
@@ -216,7 +226,8 @@ register(OpDef("broadcast_to", 1, _broadcast_to_shape, lambda g, shape: np.broad
                lambda g, shape: objarray(np.broadcast_to(g, shape)),
                vjp=lambda n, g, needs: (g,), label="broadcast", attr_names=("shape",),
                matrix=lambda n, a, mx: mx.broadcast_like(n, a),
-               emit=lambda args, shape: f"np.broadcast_to({args[0]}, {shape})"))
+               emit=lambda args, target, shape: f"np.broadcast_to({args[0]}, {shape})", view=True,
+               layout="broadcast", rewrite=_to_bcast))
 
 
 def broadcast_to(g, shape) -> Node:
@@ -233,12 +244,25 @@ def _expand_shape(nodes, axis):
     return tuple(out)
 
 
+def _emit_expand(args, target, axis):
+    x = args[0]
+    if x.ndim == 0 or x.scalar:
+        return f"np.expand_dims({x}, {axis})"
+    axes = set(axis)
+    return f"{x}[{', '.join('None' if k in axes else ':' for k in range(target.ndim))}]"
+
+
+def _rewrite_expand(v, args, shape, ir):
+    """A broadcast scalar with more axes is a broadcast scalar."""
+    x = args[0]
+    return ir.bcast(x.args[0], v.shape) if x.op is BCAST and x.args[0].ndim == 0 else None
+
+
 register(OpDef("expand_dims", 1, _expand_shape, lambda x, axis: np.expand_dims(x, axis),
                lambda x, axis: objarray(np.expand_dims(x, axis)),
                vjp=lambda n, g, needs: (apply("sum", g, axis=n.attr("axis"), keepdims=False),),
-               matrix=lambda n, a, mx: mx.expand_dims(n, a),
-               label="expand", emit=lambda args, axis: f"np.expand_dims({args[0]}, {axis})",
-               attr_names=("axis",)))
+               matrix=lambda n, a, mx: mx.expand_dims(n, a), label="expand", emit=_emit_expand,
+               attr_names=("axis",), view=True, layout="expand", rewrite=_rewrite_expand))
 
 
 def expand_dims(x, axis, name=None) -> Node:

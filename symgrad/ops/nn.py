@@ -40,9 +40,9 @@ def _log_softmax_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 register(OpDef("softmax", 1, _same_shape, runtime.softmax, _sym_softmax, vjp=_softmax_vjp, label="softmax",
-               attr_names=("axis",)))
+               attr_names=("axis",), activation=True, output_range=(0.0, 1.0), fresh=True))
 register(OpDef("log_softmax", 1, _same_shape, runtime.log_softmax, _sym_log_softmax, vjp=_log_softmax_vjp,
-               label="log softmax", attr_names=("axis",)))
+               label="log softmax", attr_names=("axis",), activation=True, fresh=True))
 
 
 def _axis(op: str, x: Node, axis: int) -> int:
@@ -72,7 +72,7 @@ def _sym_one_hot(y, num_classes):
 
 
 register(OpDef("one_hot", 1, _one_hot_shape, runtime.one_hot, _sym_one_hot, vjp=None, label="one-hot",
-               attr_names=("num_classes",)))
+               attr_names=("num_classes",), foldable=False, int_inputs=True, index_bound="num_classes", fresh=True))
 
 
 def one_hot(y, num_classes: int, name=None) -> Node:

@@ -6,7 +6,8 @@ import sympy
 
 from .. import runtime
 from ..graph import Node, normalize_axes, size_of
-from .base import OpDef, apply, const, objarray, register
+from .base import OpDef, apply, const, get_op, objarray, register
+from .kernels import COUNT_DIMS, PICK
 
 
 def _reduced_shape(nodes, axis=None, keepdims=False):
@@ -65,22 +66,45 @@ def _sym_max(x, axis, keepdims):
     return out
 
 
-def _emit_reduce(fn):
-    def emit(args, axis=None, keepdims=False):
-        kd = ", keepdims=True" if keepdims else ""
-        ax = "" if axis is None else f", axis={axis[0] if len(axis) == 1 else axis}"
-        return f"np.{fn}({args[0]}{ax}{kd})"
+def _emit_reduce(method: str, mean: bool = False):
+    """``x.sum(axis=1)`` (``np.sum`` of a Python float); a mean divides by the count, named dims included."""
+    def emit(args, target, axis=None, keepdims=False):
+        x = args[0]
+        kw = ([f"axis={axis[0] if len(axis) == 1 else axis}"] if axis is not None else []) + \
+            (["keepdims=True"] if keepdims else [])
+        call = f"{x}.{method}({', '.join(kw)})" if x.ndim > 0 and not x.scalar else f"np.{method}({', '.join([x] + kw)})"
+        if not mean:
+            return call
+        dims = [x.shape[k] for k in (range(x.ndim) if axis is None else axis)]
+        static = [d for d in dims if isinstance(d, int)]
+        count = int(np.prod(static, dtype=np.int64)) if static else 1
+        parts = ([str(count)] if count != 1 or len(static) == len(dims) else []) + \
+            [target.dim(d) for d in dims if not isinstance(d, int)]
+        return f"{call} / {parts[0] if len(parts) == 1 else '(' + ' * '.join(parts) + ')'}"
     return emit
+
+
+def _sum_of_one_hot(v, args, shape, ir):
+    """Σ_last one_hot(y) * x  ->  x[..., y] (a gather; the one-hot rows are never built)."""
+    x = args[0]
+    if v.attr("keepdims") or x.ndim < 1 or v.attr("axis") != (x.ndim - 1,) or x.op is not get_op("mul"):
+        return None
+    a, b = x.args
+    if b.op is get_op("one_hot"):
+        a, b = b, a
+    if a.op is not get_op("one_hot") or b.shape != x.shape or a.shape != x.shape:
+        return None
+    return ir.make(PICK, [b, a.args[0]], (), v.shape)
 
 
 register(OpDef("sum", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
                _obj(_sym_sum), label="Σ", emit=_emit_reduce("sum"), attr_names=("axis", "keepdims"),
-               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),), matrix=lambda n, a, mx: mx.reduce_sum(n, a)))
+               vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),), matrix=lambda n, a, mx: mx.reduce_sum(n, a),
+               reduction="sum", rewrite=_sum_of_one_hot, fresh=True))
 register(OpDef("mean", 1, _reduced_shape,
                lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
-               _obj(_sym_mean), label="mean", emit=_emit_reduce("mean"), attr_names=("axis", "keepdims"),
-               vjp=_mean_vjp,
-               matrix=lambda n, a, mx: mx.reduce_mean(n, a)))
+               _obj(_sym_mean), label="mean", emit=_emit_reduce("sum", mean=True), attr_names=("axis", "keepdims"),
+               vjp=_mean_vjp, matrix=lambda n, a, mx: mx.reduce_mean(n, a), reduction="mean", fresh=True))
 
 
 def _max_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -92,7 +116,16 @@ def _max_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 register(OpDef("max", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
                _obj(_sym_max), label="max", emit=_emit_reduce("max"), attr_names=("axis", "keepdims"),
-               vjp=_max_vjp))
+               vjp=_max_vjp, reduction="max", fresh=True))
+
+
+def _rewrite_count(v, args, shape, ir):
+    """A count over fixed dims is a constant; over named dims, their product at run time."""
+    ref, axis = args[0], v.attr("axis")
+    dims = [ref.shape[a] for a in (range(ref.ndim) if axis is None else axis)]
+    if all(isinstance(d, int) for d in dims):
+        return ir.const(float(np.prod(dims, dtype=np.int64)) if dims else 1.0)
+    return ir.make(COUNT_DIMS, [], (("dims", tuple(dims)),), ())
 
 
 def _count_shape(nodes, axis=None):
@@ -103,7 +136,7 @@ register(OpDef("count", 1, _count_shape, runtime.count,
                lambda x, axis=None: objarray(sympy.Integer(int(np.prod(
                    [x.shape[a] for a in (range(x.ndim) if axis is None else axis)], dtype=np.int64)))),
                vjp=lambda n, g, needs: (None,), label="N", attr_names=("axis",),
-               matrix=lambda n, a, mx: mx.count(n, a)))
+               matrix=lambda n, a, mx: mx.count(n, a), foldable=False, rewrite=_rewrite_count))
 
 
 def _reduction(opname: str, x, axis, keepdims: bool, name) -> Node:

@@ -1,0 +1,311 @@
+"""The public compiler: :func:`compile` (outputs to one function) and :func:`compile_step`
+(forward, backward and optimizer update in one training step)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..autodiff import grad
+from ..errors import FeedError, GraphError
+from ..graph import Graph, Node, as_node_list, format_shape
+from ..ops.base import var
+from .load import ParamDtypeChanged, build
+from .schedule import DTYPES, Program
+
+__all__ = ["compile", "compile_step", "CompiledFunction", "StepFunction"]
+
+
+def _check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise GraphError(f"compile: dtype must be 'float64' or 'float32', got {dtype!r}")
+    return dtype
+
+
+def _check_inputs(inputs: Any, what: str) -> list[Node]:
+    nodes = as_node_list(inputs if inputs is not None else [], what)
+    seen: set[Node] = set()
+    for n in nodes:
+        if n.kind != "var":
+            raise GraphError(f"{what}: inputs must be vars (sg.var), got {n.describe()} of kind {n.kind}")
+        if n in seen:
+            raise GraphError(f"{what}: input {n.name!r} is listed twice")
+        seen.add(n)
+    return nodes
+
+
+# ================================================================ public API
+class CompiledFunction:
+    """A graph compiled to one Python + NumPy function.
+
+    Call it with the inputs in the order given to :func:`compile` (or by
+    name as keywords).  ``.source`` is the generated code and ``.path`` the
+    file it was loaded from, so tracebacks and ``inspect`` show it.
+    Params are read from their ``.value`` at every call.
+    """
+
+    def __init__(self, fn: Callable, source: str, path: str, inputs: list[Node], outputs: list[Node],
+                 dtype: str):
+        self.fn, self.source, self.path = fn, source, path
+        self.inputs, self.outputs, self.dtype = inputs, outputs, dtype
+        self._n = len(inputs)
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        if kwargs or len(args) != self._n:
+            args = _bind_args("compiled function", self.inputs, args, kwargs)
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return (f"CompiledFunction(inputs={[n.name for n in self.inputs]}, "
+                f"outputs={[o.describe() for o in self.outputs]}, dtype={self.dtype!r})")
+
+
+def _bind_args(what: str, inputs: list[Node], args: tuple, kwargs: dict) -> tuple:
+    names = [n.name for n in inputs]
+    if len(args) > len(inputs):
+        raise FeedError(f"{what}: takes {len(inputs)} input(s) {names}, got {len(args)}")
+    values: dict[str, Any] = dict(zip(names, args))
+    for k, val in kwargs.items():
+        if k not in names:
+            raise FeedError(f"{what}: unknown input {k!r}; the inputs are {names}")
+        if k in values:
+            raise FeedError(f"{what}: input {k!r} given twice")
+        values[k] = val
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise FeedError(f"{what}: missing input(s) {missing}; the inputs are {names}")
+    return tuple(values[n] for n in names)
+
+
+def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None, dtype: str = "float64", *,
+            reuse_buffers: bool = True) -> CompiledFunction:  # noqa: A001  the natural name, as in jax/theano
+    """Compile output nodes to one Python + NumPy function.
+
+    Parameters
+    ----------
+    outputs : a node or a list of nodes (forward values, gradients, ...).
+    inputs : the vars, in the order the function takes them; default: the
+        graph's vars in creation order.
+    dtype : ``"float64"`` or ``"float32"``: the float type of every array
+        inside (inputs are converted; params whose value has the other
+        dtype are cast at each call).
+    reuse_buffers : let elementwise ops write into temporaries whose last
+        use has passed (``np.add(a, b, out=a)``).
+
+    Returns
+    -------
+    CompiledFunction
+        Callable returning an array (a tuple of them for a list of outputs);
+        ``.source`` holds the generated code.
+
+    Raises
+    ------
+    GraphError : a var of the graph is not among ``inputs``; bad dtype.
+    FeedError : (when called) wrong number of inputs, or an input of the
+        wrong shape or dtype.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x, y = sg.var("x"), sg.var("y")
+    >>> w, b = sg.param("w", 0.5), sg.param("b", 0.1)
+    >>> L = (sg.sigmoid(w * x + b) - y) ** 2
+    >>> dw, db = sg.grad(L, [w, b])
+    >>> f = sg.compile([L, dw, db], inputs=[x, y])
+    >>> loss, gw, gb = f(1.5, 1.0)
+    >>> round(float(loss), 6), round(float(gw), 6)
+    (0.08966, -0.188439)
+    >>> "# grad of:" in f.source
+    True
+    """
+    dtype = _check_dtype(dtype)
+    single = isinstance(outputs, Node)
+    outs = as_node_list(outputs, "compile")
+    if not outs:
+        raise GraphError("compile: no outputs given")
+    if inputs is None:
+        ins = Graph(outs).vars
+    else:
+        ins = _check_inputs(inputs, "compile")
+    program = Program("fn", dtype, ins, [], outs, [], [], params_writable=False, reuse=reuse_buffers,
+                       single=single)
+    fn, source, path = build("fn", program)
+    return CompiledFunction(fn, source, path, ins, outs, dtype)
+
+
+class StepFunction:
+    """One training step, compiled: forward, backward and the optimizer update.
+
+    ``step(*batch)`` updates every param's ``.value`` array in place (the
+    same array objects, so ``p.value[...] = x`` done elsewhere is seen) and
+    the optimizer state, and returns the loss as a float, or
+    ``(loss, *outputs)`` when ``outputs`` were asked for.
+    ``step.evaluate(*batch)`` returns the same without updating.
+
+    Attributes
+    ----------
+    inputs : the input vars, in call order.
+    params : the trained params.
+    optimizer : the optimizer (:mod:`symgrad.optim`).
+    t : number of updates done so far (Adam's bias correction and
+        learning-rate schedules read it); settable.
+    state : ``{param name: {state name: array}}``, the optimizer state
+        (updated in place).
+    source : the generated source of the step.
+
+    With ``dtype="float32"`` the forward and backward passes, gradients and
+    optimizer state are float32.  A param whose ``.value`` is float32
+    (``p.value = p.value.astype(np.float32)``) is computed on and updated
+    in place like a float64 param in a float64 step; a float64 ``.value``
+    stays a float64 master copy: each step casts it into a float32 working
+    array on entry and applies the update to it at the end (two more
+    passes over it per step).  The same holds the other way round for a
+    float32 param in a float64 step.  The step is compiled for the dtypes
+    the params' values have; if one is given a value of the other dtype
+    later, the next call compiles (once) a step for the new combination,
+    before anything is updated.
+    """
+
+    def __init__(self, loss: Node, optimizer, inputs: list[Node], outputs: list[Node], params: list[Node],
+                 dtype: str, reuse_buffers: bool = True):
+        from ..optim import Optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise GraphError(f"compile_step: optimizer must be an sg.optim optimizer, got {type(optimizer).__name__}")
+        self.loss, self.optimizer, self.inputs, self.outputs = loss, optimizer, inputs, outputs
+        self.params, self.dtype = params, dtype
+        self.t = 0
+        self._reuse = reuse_buffers
+        self._evaluate: CompiledFunction | None = None
+        leaves = {n.name for n in Graph([loss] + outputs).leaves if n.name}
+        lr = var(_fresh_name("lr", leaves))
+        t = var(_fresh_name("t", leaves))
+        grads = grad(loss, params) if params else []
+        plan = optimizer.plan(params, grads, lr, t, names=leaves)
+        np_dtype = DTYPES[dtype]
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        state_nodes, state_arrays, stores = [], [], []
+        for p, new_p in zip(params, plan.new_params):
+            stores.append((p, new_p))
+        for p, name, leaf, new in plan.states:
+            arr = np.zeros(p.shape, dtype=np_dtype)
+            self.state.setdefault(p.name, {})[name] = arr
+            state_nodes.append(leaf)
+            state_arrays.append(arr)
+            stores.append((leaf, new))
+        self._state_list = state_arrays
+        owner = {leaf: p for p, _, leaf, _ in plan.states}
+        rule = optimizer.rule_lines()
+        self._make = lambda: Program("step", dtype, inputs, [lr, t], [loss] + outputs, stores, state_nodes,
+                                     params_writable=True, barrier=grads, reuse=reuse_buffers,
+                                     return_float_first=True, single=not outputs, rule_comment=rule,
+                                     state_owner=owner)
+        self._graph_params = Graph([loss] + outputs + [v for _, v in stores]).params
+        self._variants: dict[tuple, tuple[Callable, str, str]] = {}
+        self._fn, self.source, self.path = self._compile()
+        self._n = len(inputs)
+
+    def _compile(self) -> tuple[Callable, str, str]:
+        """The step for the dtypes the params' values have now (compiled once per combination)."""
+        key = tuple(np.asarray(p.value).dtype.str for p in self._graph_params)
+        if key not in self._variants:
+            self._variants[key] = build("step", self._make(), self._state_list)
+        return self._variants[key]
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        if kwargs or len(args) != self._n:
+            args = _bind_args("step", self.inputs, args, kwargs)
+        t = self.t + 1
+        lr = self.optimizer.lr
+        lr = float(lr(t - 1)) if callable(lr) else lr
+        try:
+            out = self._fn(*args, lr, float(t))
+        except ParamDtypeChanged:  # a param was given a value of the other float type: recompile
+            self._fn, self.source, self.path = self._compile()
+            out = self._fn(*args, lr, float(t))
+        self.t = t
+        return out
+
+    def evaluate(self, *args: Any, **kwargs: Any):
+        """The loss (and outputs) on a batch, without updating anything."""
+        if self._evaluate is None:
+            fn = compile([self.loss] + self.outputs, inputs=self.inputs, dtype=self.dtype,
+                         reuse_buffers=self._reuse)
+            self._evaluate = fn
+        res = self._evaluate(*args, **kwargs)
+        if not self.outputs:
+            return float(res[0])
+        return (float(res[0]),) + tuple(res[1:])
+
+    def reset(self) -> None:
+        """Zero the optimizer state and the update count (params are left as they are)."""
+        for arr in self._state_list:
+            arr[...] = 0.0
+        self.t = 0
+
+    def __repr__(self) -> str:
+        return (f"StepFunction({type(self.optimizer).__name__}, inputs={[n.name for n in self.inputs]}, "
+                f"params={[p.name for p in self.params]}, dtype={self.dtype!r}, t={self.t})")
+
+
+def _fresh_name(stem: str, taken: set[str]) -> str:
+    name = f"symgrad_{stem}"
+    k = 0
+    while name in taken:
+        k += 1
+        name = f"symgrad_{stem}{k}"
+    taken.add(name)
+    return name
+
+
+def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Sequence[Node] = (), *,
+                 params: Sequence[Node] | None = None, dtype: str = "float64",
+                 reuse_buffers: bool = True) -> StepFunction:
+    """Compile forward, backward and optimizer update into one function.
+
+    Parameters
+    ----------
+    loss : scalar loss node.
+    optimizer : an optimizer from :mod:`symgrad.optim` (its update rule is
+        built as graph nodes and compiled together with the gradients).
+    inputs : the vars fed at each step, in call order.
+    outputs : extra nodes to return with the loss (e.g. the logits).
+    params : the params to train; default: every param of the loss graph.
+    dtype : ``"float64"`` or ``"float32"`` (see :class:`StepFunction`).
+
+    Returns
+    -------
+    StepFunction
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x, y = sg.var("x", shape=("batch",)), sg.var("y", shape=("batch",))
+    >>> w = sg.param("w", 0.0)
+    >>> step = sg.compile_step(sg.losses.mse(w * x, y), sg.optim.SGD(lr=0.1), inputs=[x, y])
+    >>> xs = np.array([1.0, 2.0])
+    >>> for _ in range(50):
+    ...     loss = step(xs, 3 * xs)
+    >>> round(float(w.value), 6), step.t
+    (3.0, 50)
+    """
+    dtype = _check_dtype(dtype)
+    if not isinstance(loss, Node):
+        raise GraphError(f"compile_step: loss must be a Node, got {type(loss).__name__}")
+    if loss.shape != ():
+        raise GraphError(f"compile_step: the loss must be a scalar, got {loss.describe()} of shape "
+                         f"{format_shape(loss.shape)}")
+    ins = _check_inputs(inputs, "compile_step")
+    outs = as_node_list(list(outputs) if outputs is not None else [], "compile_step")
+    graph = Graph([loss] + outs)
+    if params is None:
+        ps = Graph(loss).params
+    else:
+        ps = as_node_list(params, "compile_step")
+        for p in ps:
+            if p.kind != "param":
+                raise GraphError(f"compile_step: params must be sg.param nodes, got {p.describe()}")
+            if p not in graph:
+                raise GraphError(f"compile_step: param {p.name!r} is not in the graph of the loss")
+        if len(set(ps)) != len(ps):
+            raise GraphError("compile_step: a param is listed twice")
+    return StepFunction(loss, optimizer, ins, outs, list(ps), dtype, reuse_buffers)
