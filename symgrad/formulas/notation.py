@@ -243,7 +243,7 @@ _CLASSES: dict = {}
 
 
 def _op_class(base: type, op, attrs: tuple, in_ndims: tuple) -> type:
-    key = (base, op.name, attrs, in_ndims)
+    key = (base, op, attrs, in_ndims)  # the OpDef itself (hashed by identity), not its name
     cls = _CLASSES.get(key)
     if cls is None:
         body = {"op": op, "attrs": attrs, "in_ndims": in_ndims}
