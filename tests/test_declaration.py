@@ -13,7 +13,8 @@ import sympy
 
 import symgrad as sg
 from symgrad.ops import base
-from symgrad.ops.base import REGISTRY, FUNCTION_OPS, elementwise_op
+from symgrad.ops.base import REGISTRY, FUNCTION_OPS
+from symgrad.ops.declare import elementwise_op
 from symgrad.text import Notation
 
 PACKAGE = pathlib.Path(sg.__file__).parent

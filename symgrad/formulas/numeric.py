@@ -15,7 +15,7 @@ from sympy import (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, Mat
                    ZeroMatrix)
 
 from ..errors import FeedError, GraphError
-from ..ops.base import NUMPY_FUNCS
+from ..ops.declare import NUMPY_FUNCS
 from .notation import OpFunction, OpMatrix, OpScalar
 
 _FUNCS: dict = {}

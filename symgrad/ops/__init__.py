@@ -3,8 +3,8 @@
 Importing this package registers every built-in op in
 :data:`symgrad.ops.base.REGISTRY`.
 """
-from .base import (REGISTRY, Code, OpDef, Target, apply, as_node, const, derivative_op, get_op, make_elementwise,
-                   param, register, var)
+from .base import REGISTRY, Code, OpDef, Target, apply, as_node, const, get_op, param, register, var
+from .declare import derivative_op, make_elementwise
 from .elementwise import (abs, add, cos, div, equal, exp, greater, greater_equal, leaky_relu, log, maximum, mul,
                           neg, pow, relu, sigmoid, sign, sin, softplus, sqrt, sub, tanh, where)
 from .linalg import broadcast_like, broadcast_to, expand_dims, matmul, reshape, reshape_like, transpose

@@ -13,7 +13,8 @@ from .. import runtime
 from .. import text as P
 from ..graph import Node, broadcast_of
 from ..text import Notation
-from .base import apply, as_node, const, elementwise_op, get_op
+from .base import apply, as_node, const, get_op
+from .declare import elementwise_op
 from .kernels import MASK_MUL, XENT_GRAD
 from .sympy_funcs import leaky_relu as _sp_leaky_relu
 from .sympy_funcs import leaky_step as _sp_leaky_step
