@@ -292,24 +292,6 @@ class Adam(Optimizer):
     def hyper(self) -> dict[str, float]:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def rule_lines(self) -> list[str]:
-        """The update rule in plain text, one update a line (the comment that opens each update in
-        a compiled step).
-
-        Examples
-        --------
-        >>> import symgrad as sg
-        >>> for line in sg.optim.SGD(lr=0.1, momentum=0.9).rule_lines():
-        ...     print(line)
-        SGD, for each param θ with gradient g:
-          b ← b*mu + g
-          θ ← -b*eta + theta
-        """
-        lines = [f"{type(self).__name__}, for each param θ with gradient g:"]
-        for name, expr in self.formulas().items():
-            lines.append(f"  {'θ' if name == 'theta' else name} ← {sympy.sstr(expr)}")
-        return lines
-
     def _couples_decay(self) -> bool:
         return bool(self.weight_decay) and not self.decoupled
 

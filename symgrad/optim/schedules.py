@@ -35,7 +35,6 @@ def _count(value: Any, what: str) -> int:
 
 
 _K = sympy.Symbol("k", integer=True, nonnegative=True)
-_ETA0 = sympy.Symbol("eta_0", positive=True)
 
 
 class Schedule:
