@@ -22,6 +22,8 @@ from symgrad.codegen import comment_text
 from symgrad.ops import REGISTRY, apply
 from symgrad.ops.linalg import broadcast_like, broadcast_to, reshape_like
 
+from op_cases import all_cases
+
 BATCH = 5
 RTOL = ATOL = 1e-12
 
@@ -96,6 +98,10 @@ def _cases_for(name):
     op = REGISTRY[name]
     if name == "one_hot":
         return [("one_hot", (("batch",),), lambda y: sg.one_hot(y, 4) * 2.0, ((0, 4),))]
+    family = [(c.op, c.shapes, c.build, tuple(c.range_of(i) for i in range(len(c.shapes))), c)
+              for c in all_cases() if c.op == name]
+    if family:
+        return family
     if op.elementwise:
         return _elementwise_cases(name)
     return _special_cases(name)
@@ -115,15 +121,20 @@ def _value(shape, lo_hi, rng, dtype="float"):
 def _case_graph(case, rng):
     """The inputs of a case, its outputs (the op, and a scalar of it with its gradients when the op is
     differentiable) and random feeds from the op's domain."""
-    name, shapes, build, domain = case
-    int_input = name == "one_hot"
-    xs = [sg.var(f"x{i}", shape=s, dtype="int" if int_input else "float") for i, s in enumerate(shapes)]
+    name, shapes, build, domain, *extra = case
+    spec = extra[0] if extra else None  # an op_cases.Case
+    ints = spec.int_inputs if spec is not None else tuple(range(len(shapes))) if name == "one_hot" else ()
+    xs = [sg.var(f"x{i}", shape=s, dtype="int" if i in ints else "float") for i, s in enumerate(shapes)]
     out = build(*xs)
     assert any(n.op is not None and n.op.name == name for n in sg.Graph(out).order)
     outputs = [out]
-    if not int_input and REGISTRY[name].vjp is not None:
+    floats = [x for i, x in enumerate(xs) if i not in ints]
+    if floats and REGISTRY[name].vjp is not None:
         y = sg.sum(sg.sin(out) + 0.5 * out * out)
-        wrt = xs[1:] if name == "where" else xs[:1] if name in ("reshape_like", "broadcast_like") else xs
+        if spec is not None:
+            wrt = [xs[i] for i in spec.wrt] if spec.wrt is not None else floats
+        else:
+            wrt = xs[1:] if name == "where" else xs[:1] if name in ("reshape_like", "broadcast_like") else xs
         outputs += [y] + sg.grad(y, wrt)
     feeds = [_value(x.shape, domain[i] if i < len(domain) else ANY, rng, x.dtype) for i, x in enumerate(xs)]
     return xs, outputs, feeds

@@ -9,6 +9,8 @@ import symgrad as sg
 from symgrad.ops import BUILTIN_OPS, REGISTRY, apply
 from symgrad.ops.linalg import broadcast_like, broadcast_to, reshape_like
 
+from op_cases import all_cases
+
 BATCH = 4  # size the symbolic dim "batch" takes when fed
 
 UNARY_SHAPES = [(), (3,), (2, 3), ("batch", 3)]
@@ -73,30 +75,37 @@ def _cases():
         yield sm, ((2, 3),), lambda x, f=fn: f(x, axis=0), any_
         yield sm, (("batch", 4),), lambda x, f=fn: f(x, axis=-1), any_
         yield sm, ((2, 3, 2),), lambda x, f=fn: f(x, axis=1), any_
+    for c in all_cases():  # the op families of tests/op_cases/
+        yield c.op, c.shapes, c.build, tuple(c.range_of(i) for i in range(len(c.shapes))), c
 
 
 CASES = list(_cases())
 NON_DIFFERENTIABLE = {"one_hot", "count"}  # tested separately below
 
 
-def _feed(shape, lo_hi, rng):
+def _feed(shape, lo_hi, rng, int_=False):
     shape = tuple(BATCH if isinstance(d, str) else d for d in shape)
     lo, hi = lo_hi
-    return rng.uniform(lo, hi, size=shape)
+    return rng.integers(int(lo), int(hi), size=shape) if int_ else rng.uniform(lo, hi, size=shape)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_op_gradient_matches_finite_differences(case):
-    name, shapes, build, domain = case
+    name, shapes, build, domain, *extra = case
+    spec = extra[0] if extra else None  # an op_cases.Case
+    ints = spec.int_inputs if spec is not None else ()
     rng = np.random.default_rng(abs(hash((name, str(shapes)))) % 2**32)
-    xs = [sg.var(f"x{i}", shape=s) for i, s in enumerate(shapes)]
+    xs = [sg.var(f"x{i}", shape=s, dtype="int" if i in ints else "float") for i, s in enumerate(shapes)]
     out = build(*xs)
-    assert out.op.name == name
+    assert any(n.op is not None and n.op.name == name for n in sg.Graph(out).order)
     # a non-linear, entry-distinguishing scalar of the output
     y = sg.sum(sg.sin(out) + 0.5 * out)
-    feeds = {x: _feed(x.shape, domain[i] if i < len(domain) else (-2, 2), rng) for i, x in enumerate(xs)}
-    wrt = [x for x in xs]
-    if name == "where":
+    feeds = {x: _feed(x.shape, domain[i] if i < len(domain) else (-2, 2), rng, int_=i in ints)
+             for i, x in enumerate(xs)}
+    wrt = [x for i, x in enumerate(xs) if i not in ints]
+    if spec is not None and spec.wrt is not None:
+        wrt = [xs[i] for i in spec.wrt]
+    elif name == "where":
         wrt = xs[1:]  # the condition carries no gradient
     if name in ("reshape_like", "broadcast_like"):
         wrt = xs[:1]  # the second input only gives a shape
