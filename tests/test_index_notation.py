@@ -1,0 +1,80 @@
+"""Index notation: formulas of tensors of any rank, printed with Indexed and Σ, and computed back to the
+same numbers as sg.evaluate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+
+import symgrad as sg
+from symgrad.errors import FeedError
+from symgrad.formulas.index import index_formula, index_symbol, reshape_index
+
+RNG = np.random.default_rng(3)
+XV = RNG.normal(size=(2, 3, 4))
+
+
+def _check(node, values, **names):
+    f = index_formula(node, **names)
+    got = f.numeric(values)
+    want = sg.evaluate(node, {k: v for k, v in values.items() if k in ("X", "Y", "V")})
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    return f
+
+
+def test_rank3_elementwise_reductions_and_layouts_compute_to_evaluate():
+    X = sg.var("X", shape=("batch", 3, 4))
+    w, b = sg.param("w", np.arange(4.0)), sg.param("b", np.ones(3))
+    vals = {"X": XV, "w": w.value, "b": b.value, "batch": 2}
+    _check(sg.sum(sg.tanh(X) * w, axis=2) + b, vals)                      # broadcast + sum
+    _check(sg.mean(X * X, axis=(0, 2), keepdims=True), vals)              # mean, keepdims
+    _check(sg.transpose(X, (2, 0, 1)) * 2.0, vals)                          # transpose
+    _check(sg.reshape(X, ("batch", 12)), vals)                              # merge axes
+    _check(sg.reshape(sg.reshape(X, ("batch", 12)), ("batch", 3, 4)), vals)  # split them again
+    _check(sg.expand_dims(sg.sum(X, axis=1), 1) - X, vals)                 # expand + broadcast
+
+
+def test_gradients_of_rank3_nodes_compute_to_evaluate():
+    X = sg.var("X", shape=("batch", 3, 4))
+    w = sg.param("w", np.arange(4.0))
+    L = sg.sum(sg.sigmoid(X * w) ** 2)
+    vals = {"X": XV, "w": w.value, "batch": 2}
+    for g in sg.grad(L, [X, w]):
+        _check(g, vals, name="g")
+
+
+def test_printed_formula_reads_like_the_textbook():
+    X = sg.var("X", shape=("batch", 3, 4))
+    w, b = sg.param("w", np.arange(4.0)), sg.param("b", np.ones(3))
+    f = index_formula((sg.sum(sg.tanh(X) * w, axis=2) + b).named("Z"))
+    assert f.pretty() == "Z[i,j] = b[j] + Σ tanh(X[i,j,k])⋅w[k]\n                k"
+    assert f.latex() == r"Z_{i,j} = b_{j} + \sum_{k} \tanh{\left(X_{i,j,k} \right)} w_{k}"
+    # the formula is SymPy: the free indices, the summation index and its range
+    i, j, k = (index_symbol(c) for c in "ijk")
+    assert f.indices == (i, j)
+    (s,) = [a for a in sympy.preorder_traversal(f.rhs) if isinstance(a, sympy.Sum)]
+    assert s.limits == ((k, 0, 3),)
+
+
+def test_index_letters_avoid_names_in_the_graph():
+    i = sg.var("i", shape=(2, 3))
+    f = index_formula(sg.sum(i, axis=1), name="s")
+    assert "i" not in {str(k) for k in f.indices}
+    np.testing.assert_allclose(f.numeric({"i": np.ones((2, 3))}), [3.0, 3.0])
+
+
+def test_an_op_without_an_index_form_prints_whole_and_needs_its_value():
+    X = sg.var("X", shape=("batch", 3, 4))
+    f = index_formula(sg.softmax(X, axis=2) * 2.0, name="P")
+    assert "softmax(X)" in f.pretty()
+    with pytest.raises(FeedError, match="softmax"):
+        f.numeric({"X": XV, "batch": 2})
+    sm = sg.evaluate(sg.softmax(X, axis=2), {"X": XV})
+    np.testing.assert_allclose(f.numeric({"X": XV, "batch": 2, "softmax(X)": sm}), 2.0 * sm)
+
+
+def test_reshape_indices_split_and_merge_axes():
+    i, j, k, l = (index_symbol(c) for c in "ijkl")
+    assert reshape_index((2, 12), (2, 3, 4), (i, j, k)) == (i, 4 * j + k)
+    assert reshape_index(("b", "s", 6), ("b", "s", 2, 3), (i, j, k, l)) == (i, j, 3 * k + l)
+    assert reshape_index((2, 3, 4), (2, 12), (i, j)) == (i, sympy.floor(j / 4), sympy.Mod(j, 4))
