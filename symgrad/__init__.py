@@ -37,5 +37,6 @@ from .train import History, fit
 from . import optim
 from .codegen import compile, compile_step
 from .errors import OptimizerError
+from .errors import OutputError
 
 __version__ = "0.1.0"

@@ -109,8 +109,10 @@ def _cmd_grad(args) -> int:
 
 
 def _cmd_draw(args) -> int:
+    from .files import check_target
     from .render import draw, render
 
+    check_target(args.output, "-o")  # a path that cannot be written fails before the drawing is made
     out, wrt, feeds, _ = _build(args)
     if args.backward and not wrt:
         raise UsageError("--backward needs --wrt (the variables whose gradients to draw)")
@@ -182,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except SymgradError as e:
-        from .errors import ParseError, ShapeError, GraphError, FeedError
-        if isinstance(e, (UsageError, ParseError, ShapeError, GraphError, FeedError)):
+        from .errors import ParseError, ShapeError, GraphError, FeedError, OutputError
+        if isinstance(e, (UsageError, ParseError, ShapeError, GraphError, FeedError, OutputError)):
             print(f"symgrad {args.command}: error: {e}", file=sys.stderr)
             return 2
         print(f"symgrad {args.command}: {type(e).__name__}: {e}", file=sys.stderr)

@@ -72,3 +72,13 @@ class GraphvizNotFoundError(RenderError):
 class OptimizerError(SymgradError, ValueError):
     """An optimizer or learning-rate schedule got a bad setting (negative
     learning rate, β outside [0, 1), Nesterov without momentum...)."""
+
+
+class OutputError(SymgradError, OSError):
+    """A file cannot be written where asked: the folder is missing or is a
+    file, the target is a folder, no permission, a read-only or full disk.
+    The message names the path and the reason; ``errno`` and ``filename``
+    are set when an operating-system error was the cause."""
+
+    def __str__(self) -> str:  # OSError would print "[Errno n] None: path" once errno is set
+        return str(self.args[0]) if self.args else ""

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import SymgradError
-from .files import atomic_write
+from .files import atomic_write, ensure_folder
 
 SCRIPT_RE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
 
@@ -58,15 +58,19 @@ class Result:
 
 def run(out: str | os.PathLike, *, only: str | None = None, smoke: bool = False,
         gallery_dir: str | os.PathLike | None = None, timeout: float = 600.0, echo: bool = True) -> list[Result]:
-    """Run the gallery scripts (each in its own process) and write ``out/index.html``."""
-    gallery = find_gallery(gallery_dir)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Run the gallery scripts (each in its own process) and write ``out/index.html``.
+
+    ``out`` is created if missing; :class:`~symgrad.errors.OutputError` if it cannot be
+    (a file in the way, no permission), before any example runs.  A missing gallery or an
+    ``only`` that matches no example raises :class:`~symgrad.errors.SymgradError` before
+    anything is created.
+    """
+    todo = scripts(find_gallery(gallery_dir), only)
+    out = ensure_folder(out, "gallery --out")
     results = []
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8")
-    for script in scripts(gallery, only):
-        target = out / script.stem
-        target.mkdir(parents=True, exist_ok=True)
+    for script in todo:
+        target = ensure_folder(out / script.stem)
         cmd = [sys.executable, str(script), "--out", str(target)] + (["--smoke"] if smoke else [])
         if echo:
             print(f"== {script.stem}", flush=True)
