@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import FeedError
 from .graph import Graph, Node, as_node_list, format_shape
+from .ops.base import range_error
 
 
 def resolve_feeds(graph: Graph, feeds: Mapping | None) -> dict[Node, np.ndarray]:
@@ -120,5 +121,27 @@ def run_graph(graph: Graph, fed: dict[Node, np.ndarray]) -> dict[Node, np.ndarra
             values[node] = node.value
         else:
             args = [values[i] for i in node.inputs]
+            if node.op.index_bound or node.op.input_range:
+                _check_op_inputs(node, args)
             values[node] = np.asarray(node.op.impl(*args, **dict(node.attrs)))
     return values
+
+
+def _what(node: Node) -> str:
+    return f"feed for {node.name!r}" if node.kind == "var" else node.describe()
+
+
+def _check_op_inputs(node: Node, args: list) -> None:
+    """The value checks an op declares (a class index bound, an input range), as compiled functions
+    make them at entry: a FeedError naming the fed input."""
+    op = node.op
+    if op.index_bound:
+        y, k = np.asarray(args[0]), node.attr(op.index_bound)
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise FeedError(f"{_what(node.inputs[0])}: class index out of range [0, {k}) "
+                            f"(got {y.min()}..{y.max()}) for {op.name}")
+    for i, bounds in enumerate(op.input_range):
+        if bounds is not None:
+            message = range_error(op, i, args[i], bounds)
+            if message:
+                raise FeedError(f"{_what(node.inputs[i])}: {message}")

@@ -64,7 +64,8 @@ def cross_entropy(logits, target, name=None) -> Node:
 
     ``target`` is either an int var of class indices with shape
     ``logits.shape[:-1]``, or one-hot / probability rows of ``logits``'
-    shape.
+    shape.  Exact for any finite logits and for −∞ logits of classes whose
+    target weight is 0 (their term is 0, not 0·(−∞)).
     """
     logits, target = as_node(logits, "cross_entropy"), as_node(target, "cross_entropy")
     if logits.ndim == 0:
@@ -82,7 +83,8 @@ def cross_entropy(logits, target, name=None) -> Node:
                          f"{format_shape(logits.shape[:-1])} or rows of shape {format_shape(logits.shape)}")
     if target.dtype not in ("float", "int"):
         raise GraphError(f"cross_entropy: unsupported target dtype {target.dtype}")
-    per_sample = -_sum(target * log_softmax(logits, axis=-1), axis=-1)
+    # a zero target weight wins over a −∞ log-probability (0·log 0 = 0), as PyTorch's nll_loss picks
+    per_sample = -_sum(apply("weighted", target, log_softmax(logits, axis=-1)), axis=-1)
     return _mean(per_sample, name=name)
 
 

@@ -52,19 +52,32 @@ def leaky_relu_prime(x, alpha):
 def logsumexp(x, axis, keepdims=False):
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    with np.errstate(over="ignore"):  # x − m below the float range is −∞, whose exp is the exact 0
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def log_softmax(x, axis):
+    """x − max − log Σ exp(x − max): exact for any finite x and for −∞ entries (a row of only −∞ is NaN)."""
     m = np.max(x, axis=axis, keepdims=True)
-    z = x - m
+    with np.errstate(over="ignore"):  # x − m below the float range is −∞, whose exp is the exact 0
+        z = np.subtract(x, m)
     return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 
 
 def softmax(x, axis):
-    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    """exp(x − max) / Σ exp(x − max): exact for any finite x and for −∞ entries."""
+    with np.errstate(over="ignore"):  # as in log_softmax
+        z = np.exp(np.subtract(x, np.max(x, axis=axis, keepdims=True)))
     return z / np.sum(z, axis=axis, keepdims=True)
+
+
+def weighted(w, x):
+    """w · x, and 0 wherever w is 0, also where x is ±∞ (0 · log 0 = 0 in a cross-entropy)."""
+    with np.errstate(invalid="ignore"):  # 0 · ∞: replaced below
+        out = np.asarray(np.multiply(w, x))
+    np.copyto(out, 0, where=np.asarray(w) == 0)
+    return out
 
 
 def safe_log(x):
@@ -99,6 +112,12 @@ def one_hot(y, num_classes):
 
 def equal(a, b):
     return (np.asarray(a) == b).astype(np.float64)
+
+
+def equal_nan(a, b):
+    """1.0 where a == b or both are NaN, else 0.0."""
+    a, b = np.asarray(a), np.asarray(b)
+    return ((a == b) | (np.isnan(a) & np.isnan(b))).astype(np.float64)
 
 
 def greater(a, b):

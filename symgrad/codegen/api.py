@@ -2,6 +2,7 @@
 (forward, backward and optimizer update in one training step)."""
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -42,6 +43,10 @@ class CompiledFunction:
     name as keywords).  ``.source`` is the generated code and ``.path`` the
     file it was loaded from, so tracebacks and ``inspect`` show it.
     Params are read from their ``.value`` at every call.
+
+    Safe to call from several threads at once: the function writes only
+    into arrays it makes during the call (it keeps no work buffers between
+    calls) and changes no param.
     """
 
     def __init__(self, fn: Callable, source: str, path: str, inputs: list[Node], outputs: list[Node],
@@ -142,6 +147,15 @@ class StepFunction:
     ``(loss, *outputs)`` when ``outputs`` were asked for.
     ``step.evaluate(*batch)`` returns the same without updating.
 
+    Threads: a step keeps work buffers and the optimizer state between
+    calls and updates the params in place, so its calls are serialised by
+    a lock (``step.evaluate`` and ``step.reset`` take it too): two threads
+    calling the same step get the result of the same calls made one after
+    the other, in the order the lock grants them.  The lock is the step's
+    own: two *different* steps that train the same params, or other code
+    that reads or sets ``p.value`` while a step runs in another thread,
+    are not synchronised with it.
+
     Attributes
     ----------
     inputs : the input vars, in call order.
@@ -174,6 +188,7 @@ class StepFunction:
         self.loss, self.optimizer, self.inputs, self.outputs = loss, optimizer, inputs, outputs
         self.params, self.dtype = params, dtype
         self.t = 0
+        self._lock = threading.Lock()  # one call at a time: work buffers, state and params are shared
         self._reuse = reuse_buffers
         self._evaluate: CompiledFunction | None = None
         leaves = {n.name for n in Graph([loss] + outputs).leaves if n.name}
@@ -214,33 +229,35 @@ class StepFunction:
     def __call__(self, *args: Any, **kwargs: Any):
         if kwargs or len(args) != self._n:
             args = _bind_args("step", self.inputs, args, kwargs)
-        t = self.t + 1
-        lr = self.optimizer.lr
-        lr = float(lr(t - 1)) if callable(lr) else lr
-        try:
-            out = self._fn(*args, lr, float(t))
-        except ParamDtypeChanged:  # a param was given a value of the other float type: recompile
-            self._fn, self.source, self.path = self._compile()
-            out = self._fn(*args, lr, float(t))
-        self.t = t
+        with self._lock:
+            t = self.t + 1
+            lr = self.optimizer.lr_at(t - 1)  # a schedule's value is checked there (finite, >= 0)
+            try:
+                out = self._fn(*args, lr, float(t))
+            except ParamDtypeChanged:  # a param was given a value of the other float type: recompile
+                self._fn, self.source, self.path = self._compile()
+                out = self._fn(*args, lr, float(t))
+            self.t = t
         return out
 
     def evaluate(self, *args: Any, **kwargs: Any):
-        """The loss (and outputs) on a batch, without updating anything."""
-        if self._evaluate is None:
-            fn = compile([self.loss] + self.outputs, inputs=self.inputs, dtype=self.dtype,
-                         reuse_buffers=self._reuse)
-            self._evaluate = fn
-        res = self._evaluate(*args, **kwargs)
+        """The loss (and outputs) on a batch, without updating anything (under the step's lock, so it
+        sees the params before or after a step running in another thread, never half-updated)."""
+        with self._lock:
+            if self._evaluate is None:
+                self._evaluate = compile([self.loss] + self.outputs, inputs=self.inputs, dtype=self.dtype,
+                                         reuse_buffers=self._reuse)
+            res = self._evaluate(*args, **kwargs)
         if not self.outputs:
             return float(res[0])
         return (float(res[0]),) + tuple(res[1:])
 
     def reset(self) -> None:
         """Zero the optimizer state and the update count (params are left as they are)."""
-        for arr in self._state_list:
-            arr[...] = 0.0
-        self.t = 0
+        with self._lock:
+            for arr in self._state_list:
+                arr[...] = 0.0
+            self.t = 0
 
     def __repr__(self) -> str:
         return (f"StepFunction({type(self.optimizer).__name__}, inputs={[n.name for n in self.inputs]}, "

@@ -8,7 +8,7 @@ from ..graph import Node, format_shape
 from .buffers import Assignment, assign
 from .emit import Expressions, Globals, is_augmented
 from .ir import Value
-from .names import GENERIC, Names, comment_for, comment_text, ident_base, stem_for
+from .names import GENERIC, Names, comment_for, comment_text, float_literal, ident_base, stem_for
 from .schedule import Program, dims_before
 
 
@@ -30,7 +30,7 @@ class FunctionWriter:
         self.stored_in = {id(v): leaf for leaf, v in program.plan_stores if v is not None}
 
     def _dim(self, d) -> str:
-        return str(d) if isinstance(d, int) else self.dim_ident[d]
+        return str(int(d)) if isinstance(d, int) else self.dim_ident[d]
 
     def _name(self, v: Value, base: str) -> str:
         v.ident = self.names.new(base)
@@ -62,7 +62,7 @@ class FunctionWriter:
             known = ", ".join(self.dim_ident[d] for d in dims_before(p.inputs, i))
             for k, d in enumerate(n.shape):
                 if isinstance(d, int):
-                    conds.append(f"{x}.shape[{k}] != {d}")
+                    conds.append(f"{x}.shape[{k}] != {int(d)}")
                 elif d in self.dim_ident:
                     conds.append(f"{x}.shape[{k}] != {self.dim_ident[d]}")
                 elif d in first:
@@ -75,8 +75,12 @@ class FunctionWriter:
                 di = self.dim_ident[d] = self.names.new("d_" + ident_base(d))
                 lines.append(f"    {di} = {src}  # dim {comment_text(d)}")
             if i in p.class_checks:
-                k = p.class_checks[i]
+                k = int(p.class_checks[i])  # a plain int in the source, whatever the attr's type
                 lines.append(f"    if {x}.size and ({x}.min() < 0 or {x}.max() >= {k}): _bad_class({i}, {x}, {k})")
+            if i in p.range_checks:
+                lo, hi, _ = p.range_checks[i]
+                lines.append(f"    if {x}.size and ({x}.min() < {float_literal(lo)} or {x}.max() > {float_literal(hi)}): "
+                             f"_bad_range({i}, {x})")
         return params, lines
 
     def _leaves(self) -> list[str]:
@@ -226,5 +230,6 @@ class FunctionWriter:
             "",
             f"def {p.fname}({', '.join(params)}):",
         ]
-        with_block = ["    with _errstate(under='ignore'):"] + ["    " + ln for ln in body]
+        # a graph without ops (``x``, ``x + 0.0``, ``-(-x)``) has nothing to compute: no empty ``with``
+        with_block = ["    with _errstate(under='ignore'):"] + ["    " + ln for ln in body] if body else []
         return "\n".join(head + checks + with_block + [f"    return {ret}", ""])

@@ -56,7 +56,7 @@ def _load(source: str, fname: str, namespace: dict) -> tuple[Callable, str]:
     return namespace[fname], filename
 
 
-def _feed_helpers(fname: str, inputs: list[Node], np_dtype, dims_of) -> dict:
+def _feed_helpers(fname: str, inputs: list[Node], np_dtype, dims_of, ranges: dict) -> dict:
     """The slow paths of input checking, bound into the generated module."""
 
     def feed(i: int, value: Any) -> np.ndarray:
@@ -79,7 +79,13 @@ def _feed_helpers(fname: str, inputs: list[Node], np_dtype, dims_of) -> dict:
         raise FeedError(f"{fname}: input {inputs[i].name!r}: class index out of range [0, {k}) "
                         f"(got {arr.min()}..{arr.max()})")
 
-    return {"_feed": feed, "_bad_shape": bad_shape, "_bad_class": bad_class, "_stale": _stale}
+    def bad_range(i: int, arr: np.ndarray) -> None:
+        lo, hi, ops = ranges[i]
+        raise FeedError(f"{fname}: input {inputs[i].name!r}: values must lie in [{lo:g}, {hi:g}] for {ops} "
+                        f"(got {arr.min():g}..{arr.max():g})")
+
+    return {"_feed": feed, "_bad_shape": bad_shape, "_bad_class": bad_class, "_bad_range": bad_range,
+            "_stale": _stale}
 
 
 class ParamDtypeChanged(Exception):
@@ -99,7 +105,8 @@ def build(fname: str, program: Program, state_arrays: Sequence[np.ndarray] = ())
     source = writer.source()
     ns = dict(writer.g.table)
     ns.update(_runtime_globals(program.np_dtype))
-    ns.update(_feed_helpers(fname, program.inputs, program.np_dtype, lambda i: dims_before(program.inputs, i)))
+    ns.update(_feed_helpers(fname, program.inputs, program.np_dtype, lambda i: dims_before(program.inputs, i),
+                            program.range_checks))
     ns["__name__"] = f"symgrad_generated_{fname}"
     fn, filename = _load(source, fname, ns)
     return fn, source, filename

@@ -88,6 +88,7 @@ class Program:
         self.barrier_vals = [self.val[n] for n in barrier]
         self.input_vals = [self.val.get(n) for n in inputs]
         self.class_checks = self._class_checks(node_vals)
+        self.range_checks = self._range_checks(node_vals)
 
     def _class_checks(self, node_vals) -> dict[int, int]:
         """input index -> smallest bound on the integer values an op reads from it (checked at entry)."""
@@ -98,6 +99,26 @@ class Program:
                 if src.role == "input":
                     k = n.attr(n.op.index_bound)
                     checks[src.index] = min(k, checks.get(src.index, k))
+        return checks
+
+    def _range_checks(self, node_vals) -> dict[int, tuple[float, float, str]]:
+        """input index -> the range ``(low, high, op name)`` ops declare for it (``input_range``),
+        checked at entry; several ops reading one input check the intersection."""
+        checks: dict[int, tuple[float, float, str]] = {}
+        for n in node_vals:
+            if n.kind != "op":
+                continue
+            for i, bounds in enumerate(n.op.input_range):
+                src = node_vals.get(n.inputs[i]) if bounds is not None and n.inputs[i].kind == "var" else None
+                if src is None or src.role != "input":
+                    continue
+                lo, hi = float(bounds[0]), float(bounds[1])
+                if src.index in checks:
+                    lo0, hi0, name = checks[src.index]
+                    lo, hi, name = max(lo, lo0), min(hi, hi0), name if name == n.op.name else f"{name}, {n.op.name}"
+                else:
+                    name = n.op.name
+                checks[src.index] = (lo, hi, name)
         return checks
 
     def direct(self, v: Value) -> bool:

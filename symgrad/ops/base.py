@@ -125,6 +125,10 @@ class OpDef:
     int_inputs : the op takes integer inputs as they are (class indices).
     index_bound : name of the attr that bounds the values of an integer input 0
         (``one_hot``'s ``num_classes``); the compiled function checks it at entry.
+    input_range : per input, None or the closed range ``(low, high)`` its values
+        must lie in (bce's targets: ``(None, (0.0, 1.0))``): checked when the
+        graph is built for a const input, by ``sg.evaluate`` for every input,
+        and by compiled functions at entry for an input var (NaN passes).
     python_scalar : the result is a Python float (a count of entries).
     layout : the op only moves or copies entries of input 0: ``"broadcast"``,
         ``"reshape"``, ``"expand"`` or ``"transpose"``.
@@ -172,6 +176,7 @@ class OpDef:
     preserves_dtype: bool | None = None
     int_inputs: bool = False
     index_bound: str | None = None
+    input_range: tuple = ()
     python_scalar: bool = False
     layout: str | None = None
     reduction: str | None = None
@@ -288,9 +293,23 @@ def apply(op: OpDef | str, *inputs: Any, name: str | None = None, **attrs: Any) 
         raise GraphError(f"{op.name}: expected {op.nin} inputs, got {len(inputs)}")
     nodes = tuple(as_node(x, op.name) for x in inputs)
     shape = normalize_shape(op.shape(nodes, **attrs), op.name)
+    for i, bounds in enumerate(op.input_range):
+        if bounds is not None and nodes[i].kind == "const":
+            message = range_error(op, i, nodes[i].value, bounds)
+            if message:
+                raise GraphError(f"{message} ({nodes[i].describe()})")
     if name is not None:
         check_name(name)
     return Node(op, nodes, tuple(sorted(attrs.items())), shape, op.dtype, name=name)
+
+
+def range_error(op: OpDef, i: int, values: Any, bounds: tuple) -> str | None:
+    """The message when ``values`` of input ``i`` of ``op`` leave ``bounds`` (its ``input_range``), else None."""
+    arr = np.asarray(values)
+    lo, hi = bounds
+    if arr.size == 0 or not (arr.min() < lo or arr.max() > hi):
+        return None
+    return f"{op.name}: input {i} must lie in [{lo:g}, {hi:g}], got values {arr.min():g}..{arr.max():g}"
 
 
 def var(name: str, shape: Any = (), dtype: str = "float") -> Node:

@@ -105,6 +105,15 @@ MUL = elementwise_op("mul", lambda a, b: a * b, np.multiply, nin=2, label="×",
                      ufunc="multiply", infix="*", commutative=True, rewrite=_rewrite_mul)
 
 
+# w·x where a zero weight wins over an infinite x (0·(−∞) = 0, the convention 0·log 0 = 0 of
+# cross-entropy): −Σ one_hot(y)·log_softmax(z) is finite for a −∞ logit of another class
+elementwise_op("weighted", lambda w, x: w * x, runtime.weighted, nin=2, label="×",
+               vjp=lambda n, g, needs: (g * n.inputs[1] if needs[0] else None,
+                                        g * n.inputs[0] if needs[1] else None),
+               matrix=lambda n, a, mx: mx.mul(n, a), notation=Notation("infix", "·", P.MUL, "⊙", spaced=None),
+               domain=((0.0, 1.0), (-2.0, 2.0)), preserves_dtype=True)
+
+
 def _div_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     a, b = n.inputs
     return (g / b if needs[0] else None, -(g * n) / b if needs[1] else None)
@@ -119,16 +128,24 @@ NEG = elementwise_op("neg", lambda a: -a, np.negative, label="−", vjp=lambda n
 
 
 def _pow_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    """∂(aᵇ)/∂a = b·aᵇ⁻¹ and ∂(aᵇ)/∂b = aᵇ·log a, with PyTorch's values at the removable
+    singularities: 0 wherever b = 0 (also at a = 0, where aᵇ⁻¹ is ∞), and ∂/∂b = 0 wherever
+    a = 0 and b ≥ 0 (where log a is −∞).  A constant side decides the masks when the graph is
+    built; otherwise they are ``where`` nodes, so formulas and compiled code carry them too."""
     a, b = n.inputs
     da = db = None
     if needs[0]:
-        if b.kind == "const":
+        if b.kind == "const" and np.all(b.value == 0.0):
+            da = None  # a**0 is constant: no gradient flows
+        elif b.kind == "const" and np.all(b.value != 0.0):
             bm1 = const(b.value - 1.0)
             da = g * b * (a ** bm1) if not np.all(b.value == 2.0) else g * const(2.0) * a
         else:
-            da = g * b * (a ** (b - 1.0))
+            da = where(equal(b, const(0.0)), const(0.0), g * b * (a ** (b - 1.0)))
     if needs[1]:
         db = g * n * log(a)
+        if not (a.kind == "const" and np.all(a.value != 0.0)):
+            db = where(equal(a, const(0.0)) * greater_equal(b, const(0.0)), const(0.0), db)
     return da, db
 
 
@@ -181,6 +198,9 @@ elementwise_op("softplus", _sp_softplus, runtime.softplus, label="softplus",
 _piece = lambda cond: sympy.Piecewise((1, cond), (0, True))  # noqa: E731
 elementwise_op("equal", lambda a, b: _piece(sympy.Eq(a, b)), runtime.equal, nin=2, label="=", vjp=NO_GRAD,
                notation=Notation("infix", "=", P.CMP), commutative=True)
+# equal, with NaN matching NaN (NumPy's equal_nan): the max's gradient goes to the NaN entries of a NaN max
+elementwise_op("equal_nan", lambda a, b: _piece(sympy.Eq(a, b)), runtime.equal_nan, nin=2, label="=", vjp=NO_GRAD,
+               notation=Notation("infix", "=", P.CMP), commutative=True)
 elementwise_op("greater", lambda a, b: _piece(a > b), runtime.greater, nin=2, label=">", vjp=NO_GRAD,
                notation=Notation("infix", ">", P.CMP))
 elementwise_op("greater_equal", lambda a, b: _piece(a >= b), runtime.greater_equal, nin=2, label="≥",
@@ -207,6 +227,7 @@ elementwise_op("maximum", sympy.Max, np.maximum, nin=2, label="max", vjp=_maximu
                commutative=True)
 
 # ---------------------------------------------------- per-entry losses
+TARGET_RANGE = (0.0, 1.0)  # the targets of binary cross-entropy are probabilities
 elementwise_op("bce_dp", lambda p, y: (p - y) / (p * (1 - p)), runtime.bce_dp, nin=2, label="∂bce/∂p",
                domain=((0.2, 0.8), (0.0, 1.0)), derivative_of=("bce", 0))
 
@@ -220,7 +241,7 @@ def _bce_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 elementwise_op("bce", lambda p, y: -(y * sympy.log(p) + (1 - y) * sympy.log(1 - p)), runtime.bce, nin=2,
-               label="BCE", vjp=_bce_vjp, domain=((0.2, 0.8), (0.0, 1.0)))
+               label="BCE", vjp=_bce_vjp, domain=((0.2, 0.8), (0.0, 1.0)), input_range=(None, TARGET_RANGE))
 
 
 def _bce_logits_vjp(n: Node, g: Node, needs: tuple) -> tuple:
@@ -231,7 +252,7 @@ def _bce_logits_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 elementwise_op("bce_logits",
                lambda z, y: -(y * sympy.log(_sp_sigmoid(z)) + (1 - y) * sympy.log(1 - _sp_sigmoid(z))),
                runtime.bce_logits, nin=2, label="BCE(logits)", vjp=_bce_logits_vjp,
-               domain=((-3.0, 3.0), (0.0, 1.0)))
+               domain=((-3.0, 3.0), (0.0, 1.0)), input_range=(None, TARGET_RANGE))
 
 
 # ------------------------------------------------------ public functions

@@ -2,6 +2,8 @@
 one_hot (class indices to rows of the identity)."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import sympy
 
@@ -80,6 +82,18 @@ def one_hot(y, num_classes: int, name=None) -> Node:
     y = as_node(y, "one_hot")
     if y.dtype != "int":
         raise GraphError(f"one_hot: expects an int var of class indices, got {y.describe()} of dtype {y.dtype}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ShapeError(f"one_hot: num_classes must be a positive int, got {num_classes!r} ({format_shape(y.shape)})")
-    return apply("one_hot", y, num_classes=num_classes, name=name)
+    k = _count_of_classes(num_classes)
+    if k < 1:
+        raise ShapeError(f"one_hot: num_classes must be a positive int, got {k} ({y.describe()})")
+    return apply("one_hot", y, num_classes=k, name=name)
+
+
+def _count_of_classes(num_classes) -> int:
+    """``num_classes`` as a plain ``int`` (an int subclass or a NumPy integer is converted, so nothing of
+    the caller's type travels with the graph); bools and non-integers are refused."""
+    if isinstance(num_classes, (bool, np.bool_)):
+        raise ShapeError(f"one_hot: num_classes must be an int, got the bool {bool(num_classes)}")
+    try:
+        return int(operator.index(num_classes))
+    except TypeError:
+        raise ShapeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__}") from None

@@ -85,9 +85,11 @@ def _emit_reduce(method: str, mean: bool = False):
 
 
 def _sum_of_one_hot(v, args, shape, ir):
-    """Σ_last one_hot(y) * x  ->  x[..., y] (a gather; the one-hot rows are never built)."""
+    """Σ_last one_hot(y) * x  ->  x[..., y] (a gather; the one-hot rows are never built), for any product
+    (``mul``, or ``weighted``, whose zero weights drop the −∞ entries as the gather does)."""
     x = args[0]
-    if v.attr("keepdims") or x.ndim < 1 or v.attr("axis") != (x.ndim - 1,) or x.op is not get_op("mul"):
+    if v.attr("keepdims") or x.ndim < 1 or v.attr("axis") != (x.ndim - 1,) or x.op is None \
+            or x.op.arith != "mul":
         return None
     a, b = x.args
     if b.op is get_op("one_hot"):
@@ -108,8 +110,11 @@ register(OpDef("mean", 1, _reduced_shape,
 
 
 def _max_vjp(n: Node, g: Node, needs: tuple) -> tuple:
+    """The gradient is shared among the entries equal to the max; where the max is NaN (NumPy and
+    PyTorch propagate it) it goes to the NaN entries, as torch.max()'s does, instead of 0/0 everywhere
+    (``equal_nan``: NaN matches NaN)."""
     x, axis = n.inputs[0], n.attr("axis")
-    mask = apply("equal", x, _keepdims_cotangent(n, n))
+    mask = apply("equal_nan", x, _keepdims_cotangent(n, n))
     ties = apply("sum", mask, axis=axis, keepdims=True)
     return (_keepdims_cotangent(n, g) * (mask / ties),)
 
