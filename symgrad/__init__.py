@@ -23,6 +23,7 @@ from .ops import (abs, add, const, cos, div, equal, exp, expand_dims, greater, g
                   sum, tanh, transpose, var, where)
 from .ops import make_elementwise as elementwise
 from .ops.linalg import broadcast_to
+from .ops import concat, flatten, getitem, pad, split, squeeze, stack
 from .ops.sympy_funcs import relu as sympy_relu
 from .ops.sympy_funcs import sigmoid as sympy_sigmoid
 from .ops.sympy_funcs import softplus as sympy_softplus

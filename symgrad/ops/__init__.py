@@ -8,6 +8,8 @@ from .declare import derivative_op, make_elementwise
 from .elementwise import (abs, add, cos, div, equal, exp, greater, greater_equal, leaky_relu, log, maximum, mul,
                           neg, pow, relu, sigmoid, sign, sin, softplus, sqrt, sub, tanh, where)
 from .linalg import broadcast_like, broadcast_to, expand_dims, matmul, reshape, reshape_like, transpose
+from .index import getitem
+from .join import concat, flatten, pad, split, squeeze, stack
 from .nn import log_softmax, one_hot, softmax
 from .reduce import max, mean, sum
 
