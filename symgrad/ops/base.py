@@ -91,6 +91,12 @@ class OpDef:
     matrix : ``matrix(node, args, mx) -> expr``: the op in matrix notation,
         written with the vocabulary ``mx`` (:mod:`symgrad.formulas.notation`);
         None prints the op as its label applied to its arguments (``σ(Z)``).
+    index : ``index(node, idx, ix) -> expr``: the entry of the result at index
+        expressions ``idx`` in index notation, written with the vocabulary ``ix``
+        (:class:`symgrad.formulas.index.IndexBuilder`: ``ix.entry(input, indices)``,
+        ``ix.dummy(extent)``, ``ix.sum(expr, *indices)``); None derives it for
+        elementwise ops, sums and means, and layout ops, and otherwise prints
+        the op applied to its whole inputs, indexed (``softmax(Z)[n, i]``).
 
     Printing
     --------
@@ -161,6 +167,7 @@ class OpDef:
     attr_names: tuple = ()
     derivative_of: tuple | None = None
     matrix: Callable[..., Any] | None = None
+    index: Callable[..., Any] | None = None
     notation: Any = None
     activation: bool | None = None
     output_range: tuple | None = None
