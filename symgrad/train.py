@@ -5,7 +5,10 @@ mini-batches for some epochs and returns a :class:`History`.
 updates the parameters and returns the loss (or ``(loss, *outputs)``),
 ``step.evaluate(*batch)`` returns the same without updating, ``step.inputs``
 lists the input var nodes in call order and ``step.params`` the trained
-parameter nodes, whose ``.value`` arrays are updated in place.
+parameter nodes, whose ``.value`` arrays are updated in place.  When the
+step also has ``state`` (``{param: {name: array}}``, the optimizer state)
+and an int ``t`` (the update count), as :class:`~symgrad.codegen.StepFunction`
+does, a failed update is undone in those too.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import DependencyError, FeedError, TrainingError
+from .errors import DependencyError, FeedError, RenderError, TrainingError
 from .files import atomic_open
 from .graph import Node
 
@@ -83,6 +86,36 @@ def _positive_int(value: Any, what: str, allow_none: bool = False) -> int | None
     return int(value)
 
 
+def _real(value: Any, what: str, allow_none: bool = False) -> float | None:
+    """A finite real number (not a bool, not a string), or None when allowed."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            x = float(value)
+        except (TypeError, ValueError, OverflowError):
+            x = None
+        if x is not None and math.isfinite(x):
+            return x
+    raise TrainingError(f"{what} must be a finite number{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TrainingError(f"fit: {what} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    if isinstance(seed, (bool, np.bool_, float, str, bytes)):
+        raise TrainingError(f"fit: seed must be None, an int >= 0 or a np.random.Generator, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise TrainingError(f"fit: seed must be None, an int >= 0 or a np.random.Generator, got {seed!r} "
+                            f"({e})") from None
+
+
 # -------------------------------------------------------------- metrics
 def _split(result: Any) -> tuple[float, tuple]:
     """The step's return value as (loss, extra outputs)."""
@@ -130,6 +163,7 @@ def accuracy_counts(output: Any, target: Any, threshold: float | None = None) ->
     >>> accuracy_counts([0.9, 0.2, 0.7], [1, 0, 0])
     (2, 3)
     """
+    threshold = _real(threshold, "accuracy_counts: threshold", allow_none=True)
     out, tgt = np.asarray(output), np.asarray(target)
     if out.ndim == 0 or tgt.ndim == 0 or out.shape[0] != tgt.shape[0] or out.dtype.kind not in "fiu":
         return None
@@ -156,20 +190,16 @@ class _Meter:
     """Sample-weighted means of the batch losses, and accuracy counts."""
 
     def __init__(self):
-        self.loss_sum, self.n, self.correct, self.total, self.has_acc = 0.0, 0, 0, 0, True
+        self.loss, self.n, self.correct, self.total, self.has_acc = 0.0, 0, 0, 0, True
 
     def add(self, loss: float, size: int, counts: tuple[int, int] | None) -> None:
-        self.loss_sum += loss * size
         self.n += size
+        self.loss += (loss - self.loss) * (size / self.n)  # a running mean: no sum to overflow near 1e308
         if counts is None:
             self.has_acc = False
         else:
             self.correct += counts[0]
             self.total += counts[1]
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / self.n
 
     @property
     def accuracy(self) -> float | None:
@@ -202,6 +232,9 @@ class History:
     """
 
     def __init__(self, monitor: str = "val_loss"):
+        if not isinstance(monitor, str) or not monitor:
+            raise TrainingError(f"History: monitor must be the name of a recorded value (e.g. 'val_loss'), "
+                                f"got {monitor!r}")
         self.history: dict[str, list[float]] = {}
         self.epochs: list[int] = []
         self.monitor = monitor
@@ -211,6 +244,23 @@ class History:
 
     def record(self, epoch: int, values: Mapping[str, float]) -> None:
         """Append one epoch's numbers (keys absent in earlier epochs are padded with NaN)."""
+        if isinstance(epoch, (bool, np.bool_)) or not isinstance(epoch, (int, np.integer)) or epoch < 1:
+            raise TrainingError(f"History.record: epoch must be a positive int, got {epoch!r}")
+        if self.epochs and epoch <= self.epochs[-1]:
+            raise TrainingError(f"History.record: epoch {epoch} does not follow the last recorded epoch "
+                                f"{self.epochs[-1]}")
+        if not isinstance(values, Mapping):
+            raise TrainingError(f"History.record: values must be a dict from names to numbers, "
+                                f"got {type(values).__name__}")
+        for key, value in values.items():
+            if not isinstance(key, str):
+                raise TrainingError(f"History.record: value names must be strings, got {key!r}")
+            if isinstance(value, (bool, np.bool_, str, bytes)):
+                raise TrainingError(f"History.record: {key!r} must be a number, got {value!r}")
+            try:
+                float(value)
+            except (TypeError, ValueError, OverflowError):
+                raise TrainingError(f"History.record: {key!r} must be a number, got {value!r}") from None
         for key in values:
             if key not in self.history:
                 self.history[key] = [math.nan] * len(self.epochs)
@@ -257,6 +307,8 @@ class History:
         Raises
         ------
         DependencyError : matplotlib is not installed.
+        RenderError : the suffix of ``path`` is not an image format matplotlib writes.
+        TrainingError : nothing recorded yet; a ``path`` or ``title`` of the wrong type.
 
         Examples
         --------
@@ -273,6 +325,13 @@ class History:
         except ImportError:
             raise DependencyError("History.plot needs matplotlib: pip install 'symgrad[gallery]' "
                                   "or pip install matplotlib") from None
+        if title is not None and not isinstance(title, str):
+            raise TrainingError(f"History.plot: title must be a string or None, got {title!r}")
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TrainingError(f"History.plot: path must be a file path (str or os.PathLike) or None, "
+                                f"got {type(path).__name__}")
+        if path is not None:
+            _image_format(os.fspath(path), FigureCanvasAgg.get_supported_filetypes())
         if not self.epochs:
             raise TrainingError("History.plot: nothing recorded yet")
         has_acc = any(k in self.history for k in ("accuracy", "val_accuracy"))
@@ -311,8 +370,16 @@ def _spans_decades(values: list[float]) -> bool:
     return bool(v.size and np.all(v > 0) and v.max() > 10 * v.min())
 
 
-def _save_figure(fig, path: str) -> None:
+def _image_format(path: str, formats) -> str:
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    if fmt not in formats:
+        raise RenderError(f"History.plot: cannot write {path!r}: unknown image format {fmt!r}; "
+                          f"the suffix must be one of {', '.join('.' + f for f in sorted(formats))}")
+    return fmt
+
+
+def _save_figure(fig, path: str) -> None:
+    fmt = _image_format(path, fig.canvas.get_supported_filetypes())
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format=fmt, dpi=120)
 
@@ -331,21 +398,185 @@ def _target_index(step: Any, target: str | None) -> int | None:
     return len(names) - 1 if len(names) >= 2 else None
 
 
-def _run_batches(fn, arrays: list[np.ndarray], order: np.ndarray, batch_size: int, target: int | None,
-                 threshold: float | None, epoch: int, what: str) -> _Meter:
+# ----------------------------------------------------------- undoing updates
+class _Copy:
+    """One preallocated copy of the params and the optimizer state (one flat array) and ``step.t``."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        size = sum(a.size for a in arrays)
+        self.flat = np.empty(size, dtype=np.result_type(*arrays) if arrays else np.float64)
+        self.parts, offset = [], 0
+        for a in arrays:
+            self.parts.append(self.flat[offset:offset + a.size].reshape(a.shape))
+            offset += a.size
+        self.t: int | None = None
+        self.valid = False
+
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.flat).all())
+
+
+class _Checkpoints:
+    """Copies that let ``fit`` undo updates.
+
+    Before each update the params, the optimizer state and ``step.t`` are
+    copied into a preallocated buffer (one ``np.concatenate`` into a flat
+    array: a pass over the params and state, far cheaper than the forward
+    pass that checking the loss first would cost).  Two buffers are used in
+    turn: ``current`` holds the values before the running update, ``good``
+    those before the previous one, the last values at which the loss was
+    seen finite (needed when the previous update is the one that broke the
+    weights: a finite loss with an infinite gradient).
+    """
+
+    def __init__(self, step: Any, params: list[Node]):
+        self.step = step
+        state = getattr(step, "state", None)
+        state_arrays = [a for group in state.values() if isinstance(group, Mapping) for a in group.values()
+                        if isinstance(a, np.ndarray)] if isinstance(state, Mapping) else []
+        self.arrays = [p.value for p in params if isinstance(p.value, np.ndarray)] + state_arrays
+        self.n_params = len(self.arrays) - len(state_arrays)
+        # flat views of the live arrays, for one C call per copy (a non-contiguous array has none)
+        views = [a.reshape(-1) for a in self.arrays]
+        self.views = views if all(np.shares_memory(v, a) for v, a in zip(views, self.arrays)) else None
+        t = getattr(step, "t", None)
+        self.has_t = isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_))
+        self.current, self.good = self.new(), self.new()
+        self.running = False
+
+    def new(self) -> _Copy:
+        return _Copy(self.arrays)
+
+    def save(self, copy: _Copy) -> None:
+        if self.views is not None and self.views:
+            np.concatenate(self.views, out=copy.flat)
+        else:
+            for part, a in zip(copy.parts, self.arrays):
+                np.copyto(part, a)
+        copy.t = int(self.step.t) if self.has_t else None
+        copy.valid = True
+
+    def restore(self, copy: _Copy, params_only: bool = False) -> None:
+        arrays = self.arrays[:self.n_params] if params_only else self.arrays
+        for a, part in zip(arrays, copy.parts):
+            np.copyto(a, part, casting="unsafe")  # float32 params come back exactly from the float64 copy
+        if not params_only and copy.t is not None:
+            try:
+                self.step.t = copy.t
+            except AttributeError:  # a wrapper whose t is read-only: its params and state are back all the same
+                pass
+
+    def live_finite(self) -> bool:
+        return all(bool(np.isfinite(a).all()) for a in self.arrays)
+
+    # ------------------------------------------------------------ per update
+    def before_update(self) -> None:
+        self.save(self.current)
+        self.running = True
+
+    def after_update(self) -> None:
+        """The update's loss was finite: the values before it are the last good ones."""
+        self.current, self.good = self.good, self.current
+        self.running = False
+
+    def undo(self) -> str:
+        """Undo what the failed (or interrupted) update did, and the update before it too when the
+        values it left are not finite.  Returns what was put back, for the error message."""
+        if self.running:
+            self.running = False
+            candidates = [(self.current, "from before the failed update"),
+                          (self.good, "from before the update preceding the failed one (the last values "
+                                      "whose loss was finite)")]
+        elif self.live_finite():
+            return ""
+        else:
+            candidates = [(self.good, "from before the last update (the last values whose loss was finite)")]
+        for copy, when in candidates:
+            if copy.valid and copy.finite():
+                self.restore(copy)
+                return f"the params and optimizer state {when} were put back"
+        if candidates[0][0].valid and candidates[0][0] is self.current:
+            self.restore(self.current)
+            return "the params and optimizer state from before the failed update were put back (not finite either)"
+        return ""
+
+
+class _NonFinite(Exception):
+    """Internal: a loss (or the weights) stopped being finite; fit turns it into a TrainingError."""
+
+
+def _bad_rows(batch: list[np.ndarray], idx: np.ndarray, names: list[str], what: str) -> str:
+    """Which inputs of the batch hold NaN or ±inf, and at which rows of the data."""
+    found = []
+    for name, arr in zip(names, batch):
+        if arr.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+        if bad.any():
+            rows = idx[bad]
+            more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+            found.append(f"{name!r} at row(s) {', '.join(map(str, rows[:5].tolist()))}{more} of the {what}")
+    return "; ".join(found)
+
+
+def _nonfinite(kind: str, loss: float, epoch: int, number: int, batch: list[np.ndarray], idx: np.ndarray,
+               names: list[str]) -> _NonFinite:
+    what = "data" if kind == "training" else "validation data"
+    rows = _bad_rows(batch, idx, names, what)
+    where = f"the {kind} loss is {loss} at epoch {epoch}, batch {number}"
+    if rows:
+        return _NonFinite(f"{where}: the batch holds NaN or infinite values (input {rows})")
+    if kind == "training":
+        return _NonFinite(f"{where}; training diverged (try a smaller learning rate)")
+    return _NonFinite(f"{where}; the weights give a non-finite loss on the validation data")
+
+
+def _train_epoch(step: Any, checkpoints: _Checkpoints, arrays: list[np.ndarray], names: list[str],
+                 order: np.ndarray, batch_size: int, target: int | None, threshold: float | None,
+                 epoch: int) -> _Meter:
     meter = _Meter()
-    for start in range(0, len(order), batch_size):
+    for number, start in enumerate(range(0, len(order), batch_size), 1):
         idx = order[start:start + batch_size]
         batch = [a[idx] for a in arrays]
-        loss, extras = _split(fn(*batch))
-        if not math.isfinite(loss):
-            raise TrainingError(f"fit: the {what} loss is {loss} at epoch {epoch}, batch {start // batch_size + 1}; "
-                                f"training diverged (try a smaller learning rate)")
+        checkpoints.before_update()
+        loss, extras = _split(step(*batch))
+        if not math.isfinite(loss):  # the update is undone by fit's handler (checkpoints.running is set)
+            raise _nonfinite("training", loss, epoch, number, batch, idx, names)
+        checkpoints.after_update()
         counts = None
         if extras and target is not None:
             counts = accuracy_counts(extras[0], batch[target], threshold)
         meter.add(loss, len(idx), counts)
     return meter
+
+
+def _evaluate(step: Any, arrays: list[np.ndarray], names: list[str], n: int, batch_size: int,
+              target: int | None, threshold: float | None, epoch: int) -> _Meter:
+    meter = _Meter()
+    order = np.arange(n)
+    for number, start in enumerate(range(0, n, batch_size), 1):
+        idx = order[start:start + batch_size]
+        batch = [a[idx] for a in arrays]
+        loss, extras = _split(step.evaluate(*batch))
+        if not math.isfinite(loss):
+            raise _nonfinite("validation", loss, epoch, number, batch, idx, names)
+        counts = None
+        if extras and target is not None:
+            counts = accuracy_counts(extras[0], batch[target], threshold)
+        meter.add(loss, len(idx), counts)
+    return meter
+
+
+def _recover(checkpoints: _Checkpoints, best: _Copy | None, history: History) -> str:
+    """Put the model back after fit failed or was interrupted; returns what was done."""
+    note = checkpoints.undo()
+    if best is not None and best.valid and best.finite():
+        checkpoints.restore(best)
+        history.restored_best = True
+        value = history.best(history.monitor)
+        return (f"the params, optimizer state and update count of epoch {history.best_epoch} (the best, "
+                f"{history.monitor}={value:.4g}) were put back")
+    return note
 
 
 def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_size: int = 32,
@@ -366,10 +597,14 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     early_stopping : patience: stop when the monitored value (``val_loss``,
         or ``loss`` without validation) has not improved by more than
         ``min_delta`` for this many epochs.  None (default) never stops early.
+    min_delta : a finite number >= 0.
     restore_best : with early stopping, put back the parameter values of the
         best epoch at the end when a later epoch was worse (the optimizer
-        state and ``step.t`` are left as they are).
-    seed : seeds ``np.random.default_rng`` that draws each epoch's permutation.
+        state and ``step.t`` are left as they are); when fit fails (see
+        below), put back the params, optimizer state and ``step.t`` of the
+        best epoch.
+    seed : seeds ``np.random.default_rng`` that draws each epoch's
+        permutation (None, an int >= 0 or a Generator).
     shuffle : set False to visit samples in order.
     target : the input holding the targets for accuracy; default: the only
         int input, else the last input.
@@ -391,7 +626,27 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     Raises
     ------
     FeedError : missing or unknown input names, arrays of different lengths.
-    TrainingError : bad settings, or a non-finite loss.
+    TrainingError : bad settings, or a non-finite loss (training diverged,
+        or NaN or ±inf in a batch, whose inputs and rows the message names).
+        Its ``history`` attribute holds the :class:`History` of the epochs
+        completed.
+
+    Notes
+    -----
+    The loss of every update is checked before the next one.  An update is
+    cheap to undo: the params, the optimizer state and ``step.t`` are copied
+    into a preallocated buffer before each update (about 3 % of a step of a
+    64-32-10 MLP with Adam).  When the loss comes back NaN or infinite, or
+    anything interrupts fit (``KeyboardInterrupt``, an error from the step),
+    fit puts back the values of the best epoch when ``restore_best`` (the
+    default) and one has been completed, otherwise the values before the
+    failed update (or before the update that made the weights non-finite);
+    the weights after the last complete update are kept on an interrupt
+    between updates.  The exception then carries the History so far as
+    ``e.history``: a non-finite loss raises :class:`TrainingError`, a
+    ``KeyboardInterrupt`` is re-raised as it came.  Inside fit NumPy's
+    overflow, invalid and divide warnings are off: a non-finite loss is
+    reported by that error instead.
 
     Examples
     --------
@@ -403,70 +658,103 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     >>> h = sg.fit(step, {"x": xs, "y": 3 * xs}, epochs=30, batch_size=5, seed=0, verbose=0)
     >>> round(float(w.value), 3), h.epochs[-1]
     (3.0, 30)
+
+    A NaN in the data stops fit before the update it would poison; the
+    error names the row, and carries the History so far:
+
+    >>> xs_bad = xs.copy(); xs_bad[7] = np.nan
+    >>> try:
+    ...     sg.fit(step, {"x": xs_bad, "y": 3 * xs}, batch_size=5, shuffle=False, verbose=0)
+    ... except sg.TrainingError as e:
+    ...     print(e); print(len(e.history))  # doctest: +ELLIPSIS
+    fit: the training loss is nan at epoch 1, batch 2: ... (input 'x' at row(s) 7 of the data); the params ...
+    0
+    >>> round(float(w.value), 3)
+    3.0
     """
     _check_step(step)
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     eval_batch_size = _positive_int(eval_batch_size, "eval_batch_size", allow_none=True) or batch_size
     patience = _positive_int(early_stopping, "early_stopping", allow_none=True)
-    if verbose not in (0, 1, 2):
+    if not isinstance(verbose, (int, np.integer, np.bool_)) or verbose not in (0, 1, 2):  # False, True: 0, 1
         raise TrainingError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
-    try:
-        min_delta = float(min_delta)
-    except (TypeError, ValueError):
-        raise TrainingError(f"fit: min_delta must be a number, got {min_delta!r}") from None
+    verbose = int(verbose)
+    min_delta = _real(min_delta, "fit: min_delta")
+    if min_delta < 0:
+        raise TrainingError(f"fit: min_delta must be >= 0 (the least decrease that counts as an improvement), "
+                            f"got {min_delta!r}")
+    restore_best = _flag(restore_best, "restore_best")
+    shuffle = _flag(shuffle, "shuffle")
+    threshold = _real(threshold, "fit: threshold", allow_none=True)
+    rng = _rng(seed)
     arrays, n = _arrays(step, data, "data")
     val = _arrays(step, validation, "validation") if validation is not None else None
     tgt = _target_index(step, target)
     if threshold is None:
         threshold = _output_threshold(step)
-    rng = np.random.default_rng(seed)
+    names = _input_names(step)
     params = list(step.params)
+    checkpoints = _Checkpoints(step, params)
+    best = checkpoints.new() if restore_best else None
 
     history = History(monitor="val_loss" if val is not None else "loss")
-    best_value, best_weights, waited = math.inf, None, 0
+    best_value, waited = math.inf, 0
     bar = None
     if verbose == 1:
         from tqdm import tqdm
         bar = tqdm(total=epochs, unit="epoch", desc="fit", disable=not sys.stderr.isatty(), leave=True)
     try:
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            train = _run_batches(step, arrays, order, batch_size, tgt, threshold, epoch, "training")
-            values = {"loss": train.loss}
-            if train.accuracy is not None:
-                values["accuracy"] = train.accuracy
-            if val is not None:
-                v_arrays, v_n = val
-                vm = _run_batches(step.evaluate, v_arrays, np.arange(v_n), eval_batch_size, tgt, threshold,
-                                  epoch, "validation")
-                values["val_loss"] = vm.loss
-                if vm.accuracy is not None:
-                    values["val_accuracy"] = vm.accuracy
-            history.record(epoch, values)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
-                bar.update(1)
-            elif verbose == 2:
-                print(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
-            current = values[history.monitor]
-            if current < best_value - min_delta:
-                best_value, waited = current, 0
-                history.best_epoch = epoch
-                if patience is not None:
-                    best_weights = [p.value.copy() for p in params]
-            else:
-                waited += 1
-                if patience is not None and waited >= patience:
-                    history.stopped_early = True
-                    break
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                train = _train_epoch(step, checkpoints, arrays, names, order, batch_size, tgt, threshold, epoch)
+                if not checkpoints.live_finite():
+                    raise _NonFinite(f"the params or optimizer state are not finite after epoch {epoch} although "
+                                     f"every loss was (an infinite gradient?)")
+                values = {"loss": train.loss}
+                if train.accuracy is not None:
+                    values["accuracy"] = train.accuracy
+                if val is not None:
+                    v_arrays, v_n = val
+                    vm = _evaluate(step, v_arrays, names, v_n, eval_batch_size, tgt, threshold, epoch)
+                    values["val_loss"] = vm.loss
+                    if vm.accuracy is not None:
+                        values["val_accuracy"] = vm.accuracy
+                history.record(epoch, values)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+                    bar.update(1)
+                elif verbose == 2:
+                    print(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+                current = values[history.monitor]
+                if current < best_value - min_delta:
+                    best_value, waited = current, 0
+                    history.best_epoch = epoch
+                    if best is not None:
+                        checkpoints.save(best)
+                else:
+                    waited += 1
+                    if patience is not None and waited >= patience:
+                        history.stopped_early = True
+                        break
+    except _NonFinite as e:
+        note = _recover(checkpoints, best, history)
+        error = TrainingError(f"fit: {e}" + (f"; {note}" if note else ""))
+        error.history = history
+        raise error from None
+    except BaseException as e:  # KeyboardInterrupt, an error from the step: put the model back, keep the History
+        _recover(checkpoints, best, history)
+        try:
+            e.history = history
+        except AttributeError:  # pragma: no cover  (an exception type with __slots__)
+            pass
+        raise
     finally:
         if bar is not None:
             bar.close()
-    if patience is not None and restore_best and best_weights is not None and history.best_epoch is not None \
-            and history.best_epoch != history.epochs[-1]:
-        for p, saved in zip(params, best_weights):
-            p.value[...] = saved
+    if patience is not None and best is not None and best.valid and history.best_epoch != history.epochs[-1]:
+        checkpoints.restore(best, params_only=True)
         history.restored_best = True
     return history
 

@@ -17,7 +17,10 @@ entry to [−c, c]; ``clip_norm`` scales all gradients by c / max(‖g‖, c),
 ‖g‖ being the global norm over every gradient.
 
 ``lr`` is a float or a schedule: a callable of the update index
-k = 0, 1, 2, ... (see :data:`schedules`).
+k = 0, 1, 2, ... (see :data:`schedules`).  It is checked when set (also
+``opt.lr = ...`` after construction), and a schedule's value at every
+update (:meth:`Optimizer.lr_at`): a negative, NaN or infinite rate raises
+:class:`~symgrad.errors.OptimizerError` before anything moves.
 
 Examples
 --------

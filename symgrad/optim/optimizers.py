@@ -1,8 +1,11 @@
 """The optimizers: clipping, weight decay and one update rule each, written as graph nodes."""
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import sympy
 
 from ..errors import OptimizerError
@@ -40,10 +43,7 @@ class Optimizer:
 
     def __init__(self, lr: float | Callable[[int], float], *, weight_decay: float = 0.0,
                  clip_norm: float | None = None, clip_value: float | None = None):
-        if callable(lr):
-            self.lr: float | Callable[[int], float] = lr
-        else:
-            self.lr = _positive(lr, f"{type(self).__name__}: lr")
+        self.lr = lr
         self.weight_decay = _positive(weight_decay, f"{type(self).__name__}: weight_decay", allow_zero=True)
         self.clip_norm = None if clip_norm is None else _positive(clip_norm, f"{type(self).__name__}: clip_norm")
         self.clip_value = None if clip_value is None else _positive(clip_value, f"{type(self).__name__}: clip_value")
@@ -60,10 +60,66 @@ class Optimizer:
         """New θ and new state from θ, the (clipped) gradient, the state, η, t and hyperparameter nodes."""
         raise NotImplementedError  # pragma: no cover  (abstract)
 
-    # ------------------------------------------------------------ shared parts
+    # ------------------------------------------------------------ learning rate
+    @property
+    def lr(self) -> float | Callable[[int], float]:
+        """The learning rate: a positive finite float, or a schedule (any callable of the update
+        index k = 0, 1, 2, ..., such as those of :data:`~symgrad.optim.schedules`).  Checked when
+        set, so ``opt.lr = "fast"`` or ``opt.lr = float("nan")`` raises :class:`OptimizerError`
+        at once; a schedule's values are checked by :meth:`lr_at` at every update."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float | Callable[[int], float]) -> None:
+        what = f"{type(self).__name__}: lr"
+        if callable(value) and not isinstance(value, type):
+            try:
+                inspect.signature(value).bind(0)
+            except TypeError:
+                raise OptimizerError(f"{what}: a schedule must take the update index k as its one "
+                                     f"argument, got {value!r}") from None
+            except ValueError:  # no signature to inspect (some builtins): checked at the first update
+                pass
+            self._lr = value
+        elif isinstance(value, type):
+            raise OptimizerError(f"{what} must be a number or a schedule, got the class {value.__name__}; "
+                                 f"make one first (e.g. schedules.cosine(0.1, total_steps=1000))")
+        else:
+            self._lr = _positive(value, what)
+
     def lr_at(self, k: int) -> float:
-        """The learning rate of update number k + 1."""
-        return float(self.lr(k)) if callable(self.lr) else self.lr
+        """The learning rate of update number k + 1 (``compile_step``'s step reads it at every update).
+
+        A schedule's value is checked: a negative rate would climb the loss instead of descending it,
+        so a value that is not a finite number >= 0 raises :class:`OptimizerError` (0 is allowed: a
+        cosine schedule with ``min_lr=0`` ends there, and it leaves the params where they are).
+
+        Examples
+        --------
+        >>> import symgrad as sg
+        >>> sg.optim.SGD(lr=sg.optim.schedules.step(0.1, step_size=2, gamma=0.5)).lr_at(2)
+        0.05
+        >>> sg.optim.SGD(lr=lambda k: -0.1).lr_at(0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        symgrad.errors.OptimizerError: SGD: the lr schedule gave -0.1 for update 1 (k=0); a rate must be ...
+        """
+        lr = self._lr
+        if not callable(lr):
+            return lr
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise OptimizerError(f"{type(self).__name__}.lr_at: the update index must be an int k >= 0, got {k!r}")
+        value = lr(k)
+        try:
+            rate = float(value)
+        except (TypeError, ValueError, OverflowError):
+            rate = None
+        if rate is None or isinstance(value, (bool, np.bool_, str, bytes)) or not math.isfinite(rate) or rate < 0:
+            raise OptimizerError(f"{type(self).__name__}: the lr schedule gave {value!r} for update {k + 1} "
+                                 f"(k={k}); a rate must be a finite number >= 0")
+        return rate
+
+    # ------------------------------------------------------------ shared parts
 
     def _hyper_nodes(self, symbolic: bool) -> dict[str, Node]:
         values = dict(self.hyper())

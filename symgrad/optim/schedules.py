@@ -19,19 +19,38 @@ __all__ = ["Schedule", "schedules"]
 
 
 def _positive(value: Any, what: str, allow_zero: bool = False) -> float:
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise OptimizerError(f"{what} must be a number, got {value!r}")
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise OptimizerError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
-        raise OptimizerError(f"{what} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+        raise OptimizerError(f"{what} must be a finite {'non-negative' if allow_zero else 'positive'} number, "
+                             f"got {value!r}")
     return x
 
 
 def _count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise OptimizerError(f"{what} must be a positive int, got {value!r}")
     return int(value)
+
+
+def _decay(value: Any, what: str) -> float:
+    """A decay factor γ in (0, 1]: γ > 1 would grow the rate without bound (γᵏ overflows after about
+    700 / ln γ updates) and training with it diverges long before."""
+    x = _positive(value, what)
+    if x > 1.0:
+        raise OptimizerError(f"{what} must be in (0, 1] (a factor the rate decays by), got {value!r}")
+    return x
+
+
+def _index(k: Any, what: str) -> int:
+    """An update index k = 0, 1, 2, ..."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise OptimizerError(f"{what}: the update index must be an int k >= 0, got {k!r}")
+    return int(k)
 
 
 _K = sympy.Symbol("k", integer=True, nonnegative=True)
@@ -40,7 +59,8 @@ _K = sympy.Symbol("k", integer=True, nonnegative=True)
 class Schedule:
     """A learning rate as a function of the update index k = 0, 1, 2, ...
 
-    ``schedule(k)`` is the rate used by update number k + 1;
+    ``schedule(k)`` is the rate used by update number k + 1 (k an int >= 0,
+    else :class:`~symgrad.errors.OptimizerError`);
     ``schedule.formula()`` is the same as a SymPy expression in ``k``.
     """
 
@@ -68,6 +88,7 @@ class Constant(Schedule):
         self.lr = _positive(lr, "schedules.constant: lr")
 
     def __call__(self, k: int) -> float:
+        _index(k, "schedules.constant")
         return self.lr
 
     def formula(self) -> sympy.Expr:
@@ -75,29 +96,36 @@ class Constant(Schedule):
 
 
 class StepDecay(Schedule):
-    """η_k = lr · γ^⌊k / step_size⌋: multiply by ``gamma`` every ``step_size`` updates."""
+    """η_k = lr · γ^⌊k / step_size⌋: multiply by ``gamma`` (0 < γ ≤ 1) every ``step_size`` updates."""
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
         self.lr = _positive(lr, "schedules.step: lr")
         self.step_size = _count(step_size, "schedules.step: step_size")
-        self.gamma = _positive(gamma, "schedules.step: gamma")
+        self.gamma = _decay(gamma, "schedules.step: gamma")
 
     def __call__(self, k: int) -> float:
-        return self.lr * self.gamma ** (int(k) // self.step_size)
+        return self.lr * self.gamma ** (_index(k, "schedules.step") // self.step_size)
 
     def formula(self) -> sympy.Expr:
         return sympy.Float(self.lr) * sympy.Float(self.gamma) ** sympy.floor(_K / self.step_size)
 
 
 class Exponential(Schedule):
-    """η_k = lr · γ^k."""
+    """η_k = lr · γ^k, with 0 < γ ≤ 1 (a γ above 1 is refused: the rate would grow until it overflows).
+
+    Examples
+    --------
+    >>> from symgrad.optim import schedules
+    >>> schedules.exponential(0.1, gamma=0.5)(2)
+    0.025
+    """
 
     def __init__(self, lr: float, gamma: float):
         self.lr = _positive(lr, "schedules.exponential: lr")
-        self.gamma = _positive(gamma, "schedules.exponential: gamma")
+        self.gamma = _decay(gamma, "schedules.exponential: gamma")
 
     def __call__(self, k: int) -> float:
-        return self.lr * self.gamma ** int(k)
+        return self.lr * self.gamma ** _index(k, "schedules.exponential")
 
     def formula(self) -> sympy.Expr:
         return sympy.Float(self.lr) * sympy.Float(self.gamma) ** _K
@@ -114,7 +142,7 @@ class Cosine(Schedule):
             raise OptimizerError(f"schedules.cosine: min_lr {min_lr} is above lr {lr}")
 
     def __call__(self, k: int) -> float:
-        frac = min(int(k), self.total_steps) / self.total_steps
+        frac = min(_index(k, "schedules.cosine"), self.total_steps) / self.total_steps
         return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
     def formula(self) -> sympy.Expr:
@@ -138,7 +166,7 @@ class LinearWarmup(Schedule):
         return self.lr(k) if isinstance(self.lr, Schedule) else self.lr
 
     def __call__(self, k: int) -> float:
-        k = int(k)
+        k = _index(k, "schedules.linear_warmup")
         W = self.warmup_steps
         if k < W:
             return self._after(0) * (k + 1) / W
