@@ -65,12 +65,12 @@ def test_index_letters_avoid_names_in_the_graph():
 
 def test_an_op_without_an_index_form_prints_whole_and_needs_its_value():
     X = sg.var("X", shape=("batch", 3, 4))
-    f = index_formula(sg.softmax(X, axis=2) * 2.0, name="P")
-    assert "softmax(X)" in f.pretty()
-    with pytest.raises(FeedError, match="softmax"):
+    f = index_formula(sg.max(X, axis=2) * 2.0, name="P")
+    assert "max(X)" in f.pretty()
+    with pytest.raises(FeedError, match="max"):
         f.numeric({"X": XV, "batch": 2})
-    sm = sg.evaluate(sg.softmax(X, axis=2), {"X": XV})
-    np.testing.assert_allclose(f.numeric({"X": XV, "batch": 2, "softmax(X)": sm}), 2.0 * sm)
+    m = sg.evaluate(sg.max(X, axis=2), {"X": XV})
+    np.testing.assert_allclose(f.numeric({"X": XV, "batch": 2, "max(X)": m}), 2.0 * m)
 
 
 def test_reshape_indices_split_and_merge_axes():
@@ -78,3 +78,22 @@ def test_reshape_indices_split_and_merge_axes():
     assert reshape_index((2, 12), (2, 3, 4), (i, j, k)) == (i, 4 * j + k)
     assert reshape_index(("b", "s", 6), ("b", "s", 2, 3), (i, j, k, l)) == (i, j, 3 * k + l)
     assert reshape_index((2, 3, 4), (2, 12), (i, j)) == (i, sympy.floor(j / 4), sympy.Mod(j, 4))
+
+
+def test_softmax_log_softmax_and_one_hot_have_index_forms():
+    X = sg.var("X", shape=("batch", 3, 4))
+    y = sg.var("y", shape=("batch", 3), dtype="int")
+    yv = np.array([[0, 3, 1], [2, 2, 0]])
+    vals = {"X": XV, "batch": 2, "y": yv}
+    for node in (sg.softmax(X, axis=2), sg.log_softmax(X, axis=1), sg.one_hot(y, 4) * 2.0):
+        f = index_formula(node, name="P")
+        assert not f.opaque
+        feeds = {k: v for k, v in (("X", XV), ("y", yv)) if k in {n.name for n in sg.Graph(node).vars}}
+        np.testing.assert_allclose(f.numeric(vals), sg.evaluate(node, feeds), rtol=1e-12)
+    assert index_formula(sg.softmax(X, axis=2), name="P").pretty() == (
+        "             X[i,j,k]\n"
+        "            ℯ\n"
+        "P[i,j,k] = ───────────\n"
+        "              X[i,j,l]\n"
+        "           Σ ℯ\n"
+        "           l")

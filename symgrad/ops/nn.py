@@ -41,10 +41,28 @@ def _log_softmax_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return (g - apply("exp", n) * apply("sum", g, axis=(axis,), keepdims=True),)
 
 
+def _normalizer(node: Node, idx: tuple, ix):
+    """The entry of the input at ``idx`` and Σ_k exp(input) along the op's axis, in index notation."""
+    x, axis = node.inputs[0], node.attr("axis")
+    k = ix.dummy(x.shape[axis])
+    along = tuple(k if d == axis else i for d, i in enumerate(idx))
+    return ix.entry(x, idx), ix.sum(sympy.exp(ix.entry(x, along)), k)
+
+
+def _softmax_index(node: Node, idx: tuple, ix):
+    own, total = _normalizer(node, idx, ix)
+    return sympy.exp(own) / total
+
+
+def _log_softmax_index(node: Node, idx: tuple, ix):
+    own, total = _normalizer(node, idx, ix)
+    return own - sympy.log(total)
+
+
 register(OpDef("softmax", 1, _same_shape, runtime.softmax, _sym_softmax, vjp=_softmax_vjp, label="softmax",
-               attr_names=("axis",), activation=True, output_range=(0.0, 1.0), fresh=True))
+               attr_names=("axis",), activation=True, output_range=(0.0, 1.0), fresh=True, index=_softmax_index))
 register(OpDef("log_softmax", 1, _same_shape, runtime.log_softmax, _sym_log_softmax, vjp=_log_softmax_vjp,
-               label="log softmax", attr_names=("axis",), activation=True, fresh=True))
+               label="log softmax", attr_names=("axis",), activation=True, fresh=True, index=_log_softmax_index))
 
 
 def _axis(op: str, x: Node, axis: int) -> int:
@@ -73,8 +91,14 @@ def _sym_one_hot(y, num_classes):
     raise GraphError("one_hot of a symbolic class index has no closed form; feed the targets as one-hot floats")
 
 
+def _one_hot_index(node: Node, idx: tuple, ix):
+    """one_hot(y)[…, c] = [y[…] = c]."""
+    return sympy.Piecewise((1, sympy.Eq(ix.entry(node.inputs[0], idx[:-1]), idx[-1])), (0, True))
+
+
 register(OpDef("one_hot", 1, _one_hot_shape, runtime.one_hot, _sym_one_hot, vjp=None, label="one-hot",
-               attr_names=("num_classes",), foldable=False, int_inputs=True, index_bound="num_classes", fresh=True))
+               attr_names=("num_classes",), foldable=False, int_inputs=True, index_bound="num_classes", fresh=True,
+               index=_one_hot_index))
 
 
 def one_hot(y, num_classes: int, name=None) -> Node:
