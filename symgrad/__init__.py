@@ -24,6 +24,8 @@ from .ops import (abs, add, const, cos, div, equal, exp, expand_dims, greater, g
 from .ops import make_elementwise as elementwise
 from .ops.linalg import broadcast_to
 from .ops import concat, flatten, getitem, pad, split, squeeze, stack
+from .ops.conv import avg_pool2d, conv1d, conv2d, max_pool2d
+from .ops.einsum import einsum
 from .ops.sympy_funcs import relu as sympy_relu
 from .ops.sympy_funcs import sigmoid as sympy_sigmoid
 from .ops.sympy_funcs import softplus as sympy_softplus

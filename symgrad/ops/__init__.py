@@ -12,6 +12,8 @@ from .index import getitem
 from .join import concat, flatten, pad, split, squeeze, stack
 from .nn import log_softmax, one_hot, softmax
 from .reduce import max, mean, sum
+from .conv import avg_pool2d, conv1d, conv2d, max_pool2d
+from .einsum import einsum
 
 #: the ops symgrad ships with (user ops from sg.elementwise and their derivatives come later)
 BUILTIN_OPS = frozenset(REGISTRY)
