@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import keyword
+import math
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -29,6 +30,8 @@ Shape = tuple  # tuple[Dim, ...]
 _ids = itertools.count()
 LEAF_KINDS = ("var", "param", "const")
 _NAME_RE = re.compile(r"^[^\W\d]\w*(\.\w+)*$", re.UNICODE)
+#: the largest dim NumPy can allocate along one axis
+MAX_DIM = int(np.iinfo(np.intp).max)
 
 
 # ----------------------------------------------------------------- shapes
@@ -56,6 +59,8 @@ def normalize_shape(shape: Any, what: str = "shape") -> Shape:
         if isinstance(d, (int, np.integer)):
             if d < 0:
                 raise ShapeError(f"{what}: negative dim {d} in {shape!r}")
+            if d > MAX_DIM:
+                raise ShapeError(f"{what}: dim {d} is larger than NumPy allows ({MAX_DIM})")
             out.append(int(d))
         elif isinstance(d, str):
             if not d.isidentifier() or keyword.iskeyword(d):
@@ -74,7 +79,7 @@ def size_of(shape: Shape) -> int | None:
     """Number of elements, or None when a dim is symbolic."""
     if not is_static(shape):
         return None
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    return math.prod(shape)  # exact: NumPy's int64 product would wrap around for huge shapes
 
 
 def broadcast_shapes(op: str, nodes: Sequence["Node"]) -> Shape:
@@ -123,18 +128,78 @@ def normalize_axes(op: str, node: "Node", axis: Any) -> tuple[int, ...] | None:
     """Axis argument -> sorted tuple of non-negative ints (None = all axes)."""
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = check_axes(op, axis)
     nd = len(node.shape)
     out = []
     for a in axes:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
-            raise ShapeError(f"{op}: axis must be int or tuple of ints, got {axis!r}")
         if not -nd <= a < nd:
             raise ShapeError(f"{op}: axis {a} out of range for shape {format_shape(node.shape)} ({node.describe()})")
         out.append(int(a) % nd)
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: repeated axis in {axis!r}")
     return tuple(sorted(out))
+
+
+def check_axes(op: str, axis: Any, what: str = "axis") -> tuple[int, ...]:
+    """An int or a sequence of ints as a tuple of Python ints; anything else is a ShapeError
+    naming ``op`` and the argument ``what`` (bools, floats and strings are not axes)."""
+    if _is_int(axis):
+        return (int(axis),)
+    if not isinstance(axis, (tuple, list, range, np.ndarray)) or isinstance(axis, np.ndarray) and axis.ndim != 1:
+        raise ShapeError(f"{op}: {what} must be an int or a tuple of ints, got {_short(axis)}")
+    axes = tuple(axis)
+    for a in axes:
+        if not _is_int(a):
+            raise ShapeError(f"{op}: {what} must be an int or a tuple of ints, got {_short(a)} in {_short(axis)}")
+    return tuple(int(a) for a in axes)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _short(x: Any) -> str:
+    """``x`` for an error message: its repr, cut short, and its type when the repr does not show it."""
+    try:
+        text = repr(x)
+    except Exception:  # noqa: BLE001  a repr that fails still gets a message
+        text = "?"
+    if not isinstance(x, (int, float, str, bytes, tuple, list, type(None))):
+        text = f"{type(x).__name__} {text}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number (int or float, not a bool), else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        out = float(value)
+    except OverflowError:  # an int beyond the float range
+        return None
+    return out if math.isfinite(out) else None
+
+
+def real_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as an array of real numbers: float32 stays float32, anything else becomes float64
+    (no copy when it already is).  Strings, complex numbers, objects that are not numbers and ragged
+    lists raise a GraphError whose message starts with ``what`` (``"param 'w': value"``)."""
+    if value is None:
+        raise GraphError(f"{what} must be real numbers, got None")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise GraphError(f"{what} must be real numbers, got {_short(value)} ({e})") from None
+    if arr.dtype.kind == "O":  # Python ints beyond int64, SymPy numbers, or things that are not numbers
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            raise GraphError(f"{what} must be real numbers, got {_short(value)}") from None
+    elif arr.dtype.kind not in "fiub":
+        raise GraphError(f"{what} must be real numbers, got {_short(value)} (dtype {arr.dtype})")
+    if arr.dtype != np.float32:  # native float32 only: '>f4' compares unequal here
+        arr = np.asarray(arr, dtype=np.float64)
+    return arr
 
 
 # ------------------------------------------------------------------ nodes
@@ -206,14 +271,20 @@ class Node(ShapedAttrs):
     @value.setter
     def value(self, new) -> None:
         """Set a param's array: a float32 array is kept as it is (float32 training without a
-        float64 master copy); anything else becomes float64 (no copy when it already is)."""
+        float64 master copy); anything else becomes float64 (no copy when it already is a
+        writeable float64 array: compiled steps then update the caller's array in place).
+        A read-only array is copied; non-numbers, a wrong shape and non-finite entries are
+        refused, as by :func:`symgrad.param`."""
         if self.kind != "param":
-            raise AttributeError(f"only params have a settable value ({self.describe()})")
-        arr = np.asarray(new)
-        if arr.dtype != np.float32:  # native float32 only: '>f4' compares unequal here
-            arr = np.asarray(arr, dtype=np.float64)
+            raise GraphError(f"only params have a settable value, not {self.describe()}")
+        arr = real_array(new, f"param {self.name!r}: value")
         if arr.shape != self.shape:
-            raise ShapeError(f"param {self.name}: value of shape {arr.shape} does not match {format_shape(self.shape)}")
+            raise ShapeError(f"param {self.name}: value of shape {format_shape(arr.shape)} does not match "
+                             f"{format_shape(self.shape)}")
+        if not np.all(np.isfinite(arr)):
+            raise GraphError(f"param {self.name!r}: value has non-finite entries")
+        if not arr.flags.writeable:  # a compiled step updates the value in place
+            arr = arr.copy()
         object.__setattr__(self, "_value", arr)
 
     def describe(self) -> str:

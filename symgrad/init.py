@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GraphError
+from .errors import GraphError, ShapeError
+from .graph import finite_number, format_shape, normalize_shape
 
 
 def fans(shape: tuple) -> tuple[int, int]:
@@ -29,7 +30,9 @@ def fans(shape: tuple) -> tuple[int, int]:
     >>> fans((64, 32)), fans((3, 3, 16, 8))
     ((64, 32), (144, 72))
     """
-    shape = tuple(shape)
+    shape = normalize_shape(shape, "fans: shape")
+    if not all(isinstance(d, int) for d in shape):
+        raise ShapeError(f"fans: needs a fixed shape, got {format_shape(shape)}")
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -150,10 +153,19 @@ def initialize(init, shape: tuple, seed: int | None = None, **kwargs) -> np.ndar
             fn = INITIALIZERS[init]
         except (KeyError, TypeError):
             raise GraphError(f"unknown init {init!r}; choose from {sorted(INITIALIZERS)}") from None
+    shape = normalize_shape(shape, f"init {init!r}: shape")
+    if not all(isinstance(d, int) for d in shape):
+        raise ShapeError(f"init {init!r}: needs a fixed shape, got {format_shape(shape)}")
+    for key, value in kwargs.items() if not callable(init) else ():  # the built-in options are numbers
+        if finite_number(value) is None:
+            raise GraphError(f"init {init!r}: option {key}={value!r} must be a finite number")
     try:
-        out = np.asarray(fn(tuple(shape), rng, **kwargs), dtype=np.float64)
-    except TypeError as e:
-        raise GraphError(f"init {init!r}: {e}") from None
-    if out.shape != tuple(shape):
-        raise GraphError(f"init {init!r} returned shape {out.shape}, expected {tuple(shape)}")
+        out = np.asarray(fn(shape, rng, **kwargs), dtype=np.float64)
+    except MemoryError:
+        raise GraphError(f"init {init!r}: cannot allocate an array of shape {format_shape(shape)}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        options = f" with {kwargs}" if kwargs else ""
+        raise GraphError(f"init {init!r}{options}: {e}") from None
+    if out.shape != shape:
+        raise GraphError(f"init {init!r} returned shape {out.shape}, expected {shape}")
     return out

@@ -6,9 +6,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .autodiff import grad
-from .errors import GradientCheckError
+from .errors import FeedError, GradError, GradientCheckError, GraphError
 from .evaluate import evaluate, resolve_feeds
-from .graph import Graph, Node, as_node_list
+from .graph import Graph, Node, as_node_list, finite_number
 
 
 def numeric_grad(y: Node, w: Node, feeds: Mapping | None = None, eps: float = 1e-6) -> np.ndarray:
@@ -27,6 +27,15 @@ def numeric_grad(y: Node, w: Node, feeds: Mapping | None = None, eps: float = 1e
     return out
 
 
+def _setting(what: str, value, positive: bool = False) -> float:
+    """A tolerance or step of check_grad as a float: a finite real number, ≥ 0 (> 0 when ``positive``)."""
+    number = finite_number(value)
+    if number is None or number < 0 or (positive and number == 0):
+        need = "positive" if positive else "non-negative"
+        raise GradError(f"check_grad: {what} must be a {need} finite number, got {value!r}")
+    return number
+
+
 def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None, *, eps: float = 1e-6,
                rtol: float = 1e-5, atol: float = 1e-7) -> float:
     """Compare ``grad(y, wrt)`` with central finite differences.
@@ -42,7 +51,17 @@ def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None
     >>> sg.check_grad(sg.sigmoid(w * x), w, {"x": 2.0}) < 1e-8
     True
     """
+    if not isinstance(y, Node):
+        raise GraphError(f"check_grad: y must be a Node, got {type(y).__name__}")
     targets = as_node_list(wrt, "check_grad")
+    for w in targets:
+        if w.kind not in ("param", "var"):
+            raise GradError(f"check_grad: wrt must be params or float vars, got {w.describe()}")
+    if feeds is not None and not isinstance(feeds, Mapping):
+        raise FeedError(f"check_grad: feeds must be a mapping of vars (nodes or names) to values, "
+                        f"got {type(feeds).__name__}")
+    eps = _setting("eps", eps, positive=True)
+    rtol, atol = _setting("rtol", rtol), _setting("atol", atol)
     grads = grad(y, targets)
     analytic = evaluate(grads + [y], feeds)[:-1]  # y too, so every feed has its node
     worst = 0.0

@@ -15,6 +15,7 @@ from sympy import (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, Mat
                    ZeroMatrix)
 
 from ..errors import FeedError, GraphError
+from ..graph import real_array
 from ..ops.declare import NUMPY_FUNCS
 from .notation import OpFunction, OpMatrix, OpScalar
 
@@ -42,8 +43,13 @@ def numeric(expr: Any, values: Mapping[str, Any]) -> Any:
     >>> sg.formulas.numeric(f, {"X": [[1.0, 1.0]], "W": [[1.0], [2.0]], "batch": 1})
     array([[3.]])
     """
+    if not isinstance(values, Mapping):
+        raise FeedError(f"numeric: values must be a mapping of symbol names to numbers, got {type(values).__name__}")
+    if not isinstance(expr, (sympy.Basic, int, float)) or isinstance(expr, bool):
+        raise GraphError(f"numeric: expected a SymPy formula (as from sg.formula), got {type(expr).__name__}")
     env = {str(k): v for k, v in values.items()}
-    return _Numeric(env).run(expr)
+    with np.errstate(all="ignore"):  # inf and nan come back as values, as from sg.evaluate
+        return _Numeric(env).run(expr)
 
 
 class _Numeric:
@@ -61,13 +67,13 @@ class _Numeric:
     def _lookup(self, name: str) -> Any:
         if name not in self.env:
             raise FeedError(f"numeric: no value for symbol {name!r}; known: {sorted(self.env)}")
-        return self.env[name]
+        return real_array(self.env[name], f"numeric: the value of {name!r}").astype(np.float64)
 
     def _eval(self, e: Any) -> Any:
         if isinstance(e, (int, float)):
             return float(e)
         if isinstance(e, MatrixSymbol):
-            v = np.asarray(self._lookup(e.name), dtype=np.float64)
+            v = self._lookup(e.name)
             return v.reshape(-1, 1) if v.ndim == 1 else v
         if isinstance(e, OneMatrix):
             return np.ones(self._dims(e.shape))
@@ -97,12 +103,14 @@ class _Numeric:
         if isinstance(e, sympy.Mul):
             return _prod([self.run(a) for a in e.args])
         if isinstance(e, sympy.Symbol):
-            v = np.asarray(self._lookup(e.name), dtype=np.float64)
+            v = self._lookup(e.name)
             return float(v) if v.ndim == 0 else v
-        if isinstance(e, sympy.Number) or e.is_number:
-            return float(e)
-        if isinstance(e, sympy.Function):
+        if isinstance(e, (sympy.Max, sympy.Min)):
+            return _extreme(np.maximum if isinstance(e, sympy.Max) else np.minimum, [self.run(a) for a in e.args])
+        if isinstance(e, sympy.Function):  # before numbers: softplus(1) is a number SymPy cannot compute
             return self._function(e)
+        if isinstance(e, sympy.Number) or e.is_number:
+            return _real(e)
         if isinstance(e, sympy.Piecewise):
             return float(e.xreplace({s: sympy.Float(self.run(s)) for s in e.free_symbols}))
         raise GraphError(f"numeric: cannot compute {type(e).__name__} ({e})")
@@ -118,6 +126,26 @@ class _Numeric:
         if f is None:
             f = _FUNCS[key] = sympy.lambdify(dummies, e.func(*dummies), modules=[NUMPY_FUNCS, "numpy"])
         return f(*args)
+
+
+def _real(e: Any) -> float:
+    """A SymPy number as a float; nan for a non-real one (zoo, I·π), as NumPy's real arithmetic gives."""
+    try:
+        return float(e)
+    except TypeError:
+        pass
+    try:
+        complex(e)
+    except TypeError:
+        raise GraphError(f"numeric: cannot compute the number {e}") from None
+    return float("nan")
+
+
+def _extreme(fn: Any, vals: list) -> Any:
+    out = vals[0]
+    for v in vals[1:]:
+        out = fn(out, v)
+    return out
 
 
 def _sum(vals: list) -> Any:

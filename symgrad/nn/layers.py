@@ -66,6 +66,12 @@ def _check_size(value: Any, what: str) -> int:
     return int(value)
 
 
+def _check_flag(value: Any, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise GraphError(f"{what} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def derive_seeds(seed: int | None, n: int) -> list[int | None]:
     """``n`` distinct seeds derived from ``seed`` (all None when ``seed`` is None).
 
@@ -113,6 +119,7 @@ class Linear(Module):
         super().__init__(name)
         self.in_features = _check_size(in_features, f"Linear {name!r}: in_features")
         self.out_features = _check_size(out_features, f"Linear {name!r}: out_features")
+        bias = _check_flag(bias, f"Linear {name!r}: bias")
         self.init = "xavier" if init is None else init
         self.bias_init = "zeros" if bias_init is None else bias_init
         w_seed = seed
@@ -184,6 +191,7 @@ class MLP(Module):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
             raise ShapeError(f"MLP {name!r}: sizes must list at least an input and an output size, got {sizes!r}")
         self.sizes = [_check_size(s, f"MLP {name!r}: sizes[{i}]") for i, s in enumerate(sizes)]
+        bias = _check_flag(bias, f"MLP {name!r}: bias")
         self._act, self.activation = _activation(activation, f"MLP {name!r}")
         self._out_act, self.output_activation = _activation(output_activation, f"MLP {name!r} output")
         self._act_callable = self._act is not None and self.activation is None

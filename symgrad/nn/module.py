@@ -167,6 +167,8 @@ class Module(abc.ABC):
         if not isinstance(state, Mapping):
             raise StateError(f"module {self.name!r}: load_state_dict expects a mapping of names to arrays, "
                              f"got {type(state).__name__}")
+        if not isinstance(strict, (bool, np.bool_)):
+            raise StateError(f"module {self.name!r}: load_state_dict's strict must be True or False, got {strict!r}")
         params = dict(self.named_parameters())
         missing = [n for n in params if n not in state]
         unexpected = [k for k in state if k not in params]
@@ -182,7 +184,10 @@ class Module(abc.ABC):
         for name, node in params.items():
             if name not in state:
                 continue
-            arr = np.asarray(state[name])
+            try:
+                arr = np.asarray(state[name])
+            except (TypeError, ValueError, OverflowError) as e:
+                raise StateError(f"module {self.name!r}: value for {name!r} is not an array of numbers ({e})") from None
             if arr.dtype.kind not in "fiu":
                 raise StateError(f"module {self.name!r}: value for {name!r} has non-numeric dtype {arr.dtype}")
             if arr.shape != node.shape:

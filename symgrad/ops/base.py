@@ -21,7 +21,7 @@ import numpy as np
 import sympy
 
 from ..errors import GraphError, OpDefinitionError, ShapeError
-from ..graph import Node, check_name, format_shape, normalize_shape
+from ..graph import Node, check_name, format_shape, normalize_shape, real_array
 
 # vjp(node, g, needs) -> one entry per input: a Node (the cotangent, any
 # shape that broadcasts to the input; autodiff sums it back), or None for
@@ -335,7 +335,7 @@ def var(name: str, shape: Any = (), dtype: str = "float") -> Node:
     ('batch', 3)
     """
     check_name(name)
-    if dtype not in ("float", "int"):
+    if not isinstance(dtype, str) or dtype not in ("float", "int"):
         raise GraphError(f"var {name!r}: dtype must be 'float' or 'int', got {dtype!r}")
     return Node(None, (), (), normalize_shape(shape, f"var {name!r}"), dtype, name=name, kind="var")
 
@@ -360,8 +360,11 @@ def param(name: str, value: Any = None, *, shape: Any = None, init: str | Callab
     if value is not None:
         if init is not None:
             raise GraphError(f"param {name!r}: give a value or an init, not both")
+        if seed is not None or init_kwargs:
+            given = (["seed"] if seed is not None else []) + sorted(init_kwargs)
+            raise GraphError(f"param {name!r}: {', '.join(given)} only apply to an init, not to a given value")
         # a float32 array stays float32 (as the .value setter keeps it); anything else becomes float64
-        arr = np.array(value, dtype=np.float32 if getattr(value, "dtype", None) == np.float32 else np.float64)
+        arr = real_array(value, f"param {name!r}: value").copy()
         if shape is not None and arr.shape != normalize_shape(shape):
             raise ShapeError(f"param {name!r}: value of shape {format_shape(arr.shape)} "
                              f"does not match shape {format_shape(normalize_shape(shape))}")
@@ -378,10 +381,7 @@ def param(name: str, value: Any = None, *, shape: Any = None, init: str | Callab
 
 def const(value: Any, name: str | None = None) -> Node:
     """A constant node holding a NumPy array."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise GraphError(f"const: cannot make a number array from {value!r}") from None
+    arr = np.array(real_array(value, "const: value"), dtype=np.float64)
     arr.setflags(write=False)
     if name is not None:
         check_name(name)

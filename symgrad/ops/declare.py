@@ -16,7 +16,7 @@ import sympy
 
 from .. import runtime
 from ..errors import OpDefinitionError
-from ..graph import Node, broadcast_shapes
+from ..graph import Node, broadcast_shapes, finite_number
 from . import sympy_funcs
 from .base import REGISTRY, VJP, OpDef, apply, objarray, register
 
@@ -26,7 +26,8 @@ __all__ = ["elementwise_op", "derivative_op", "make_elementwise", "NUMPY_FUNCS"]
 def _elementwise_sym(scalar: Callable, nin: int) -> Callable:
     def sym(*arrays, **attrs):
         f = np.frompyfunc(lambda *a: scalar(*a, **attrs), nin, 1)
-        return objarray(f(*arrays))
+        with np.errstate(all="ignore"):  # constants are NumPy floats: 1000.0**1000.0 is inf, as evaluated, silently
+            return objarray(f(*arrays))
     return sym
 
 
@@ -149,6 +150,13 @@ def make_elementwise(fn: Any, name: str, *, label: str | None = None,
     """
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
         raise OpDefinitionError(f"elementwise: name must be an identifier not starting with '_', got {name!r}")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise OpDefinitionError(f"elementwise {name!r}: label must be a non-empty string, got {label!r}")
+    bounds = tuple(domain) if isinstance(domain, (tuple, list, np.ndarray)) and len(domain) == 2 else (None, None)
+    lo, hi = (finite_number(b) for b in bounds)
+    if lo is None or hi is None or not lo < hi:
+        raise OpDefinitionError(f"elementwise {name!r}: domain must be a pair (low, high) of finite numbers "
+                                f"with low < high, got {domain!r}")
     t = sympy.Symbol("t", real=True)
     if isinstance(fn, sympy.Lambda):
         if len(fn.variables) != 1:
@@ -161,7 +169,11 @@ def make_elementwise(fn: Any, name: str, *, label: str | None = None,
                                     f"free symbol, found {[str(s) for s in free]}")
         expr = fn.subs(free[0], t)
     elif callable(fn):
-        expr = sympy.sympify(fn(t))
+        try:
+            expr = sympy.sympify(fn(t), strict=True)  # strict: a returned string is not parsed
+        except Exception as e:  # noqa: BLE001  whatever the user's function raised, said as an op error
+            raise OpDefinitionError(f"elementwise {name!r}: fn must return a SymPy expression of its "
+                                    f"argument; calling it on a symbol gave {type(e).__name__}: {e}") from e
     else:
         raise OpDefinitionError(f"elementwise {name!r}: expected a SymPy expression, Lambda or callable")
     extra = expr.free_symbols - {t}
@@ -175,7 +187,7 @@ def make_elementwise(fn: Any, name: str, *, label: str | None = None,
         else:
             raise OpDefinitionError(f"elementwise: an op named {name!r} is already registered")
     else:
-        op = elementwise_op(name, sympy.Lambda(t, expr), label=label or name, domain=(domain,))
+        op = elementwise_op(name, sympy.Lambda(t, expr), label=label or name, domain=((lo, hi),))
 
     def apply_op(x: Any, name: str | None = None) -> Node:
         return apply(op, x, name=name)

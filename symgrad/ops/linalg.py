@@ -3,12 +3,14 @@ expand_dims, and the two shape-following helpers autodiff uses
 (``broadcast_like``, ``reshape_like``)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import runtime
 from ..errors import ShapeError
 from .. import text
-from ..graph import Node, broadcast_shapes, format_shape, normalize_shape, size_of
+from ..graph import Node, broadcast_shapes, check_axes, format_shape, normalize_shape, size_of
 from .base import OpDef, apply, as_node, objarray, register
 from .kernels import BCAST, RESHAPE_TO
 
@@ -111,9 +113,12 @@ def transpose(x, axes=None, name=None) -> Node:
     x = as_node(x, "transpose")
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
-    axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
+    given = check_axes("transpose", axes, "axes")
+    if any(not -x.ndim <= a < x.ndim for a in given):
+        raise ShapeError(f"transpose: axes {given} out of range for the {x.ndim} axes of {x.describe()}")
+    axes = tuple(a % x.ndim for a in given)
     if sorted(axes) != list(range(x.ndim)):
-        raise ShapeError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of {x.describe()}")
+        raise ShapeError(f"transpose: axes {given} are not a permutation of the {x.ndim} axes of {x.describe()}")
     return apply("transpose", x, axes=axes, name=name)
 
 
@@ -124,7 +129,7 @@ def _reshape_shape(nodes, shape):
     if len(free) > 1:
         raise ShapeError(f"reshape: at most one unknown (-1 or named) dim in {shape} ({x.describe()})")
     n_in = size_of(x.shape)
-    known = int(np.prod([d for d in shape if isinstance(d, int) and d != -1], dtype=np.int64))
+    known = math.prod(d for d in shape if isinstance(d, int) and d != -1)  # exact, no int64 wrap-around
     if free:
         i = free[0]
         if shape[i] == -1:
@@ -164,9 +169,14 @@ register(OpDef("reshape", 1, _reshape_shape, lambda x, shape: np.reshape(x, _num
 def reshape(x, shape, name=None) -> Node:
     """Reshape; one entry may be -1 or a named dim of the input."""
     x = as_node(x, "reshape")
-    shape = tuple(shape) if not isinstance(shape, (int, str)) else (shape,)
-    shape = tuple(int(d) if isinstance(d, (int, np.integer)) and d == -1 else d for d in shape)
-    shape = tuple(-1 if d == -1 else normalize_shape((d,), "reshape")[0] for d in shape)
+    if isinstance(shape, (int, np.integer, str)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    if isinstance(shape, np.ndarray) and shape.ndim == 1:
+        shape = tuple(shape.tolist())
+    if not isinstance(shape, (tuple, list)):
+        raise ShapeError(f"reshape: shape must be a tuple of ints or dim names, got {shape!r} ({x.describe()})")
+    shape = tuple(-1 if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d == -1
+                  else normalize_shape((d,), "reshape: shape")[0] for d in shape)
     return apply("reshape", x, shape=shape, name=name)
 
 
@@ -268,9 +278,11 @@ register(OpDef("expand_dims", 1, _expand_shape, lambda x, axis: np.expand_dims(x
 def expand_dims(x, axis, name=None) -> Node:
     """Insert size-1 axes at positions ``axis`` of the result."""
     x = as_node(x, "expand_dims")
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = check_axes("expand_dims", axis)
     nd = x.ndim + len(axes)
-    norm = sorted(int(a) % nd for a in axes)
+    if any(not -nd <= a < nd for a in axes):
+        raise ShapeError(f"expand_dims: axis {axis!r} out of range for a result of {nd} axes ({x.describe()})")
+    norm = sorted(a % nd for a in axes)
     if len(set(norm)) != len(norm):
         raise ShapeError(f"expand_dims: repeated axis in {axis!r}")
     return apply("expand_dims", x, axis=tuple(norm), name=name)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import graphviz
+import numpy as np
 
-from ..errors import GraphError, RenderError
+from ..errors import FeedError, GraphError, RenderError
 from ..graph import Node, as_node_list
 from .labels import Labels
 from .output import render_bytes
@@ -134,11 +135,24 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
     if not outs:
         raise GraphError("draw: nothing to draw (no outputs given)")
     show = _check_show(show)
-    if rankdir not in RANKDIRS:
+    if not isinstance(rankdir, str) or rankdir not in RANKDIRS:
         raise RenderError(f"draw: rankdir must be one of {RANKDIRS}, got {rankdir!r}")
+    backward, formulas, collapse, legend, shape_ops = (
+        _flag(k, v) for k, v in (("backward", backward), ("formulas", formulas), ("collapse", collapse),
+                                 ("legend", legend), ("shape_ops", shape_ops)))
+    if values is not None and not isinstance(values, Mapping):
+        raise FeedError(f"draw: values must be a mapping of vars (nodes or names) to values, "
+                        f"got {type(values).__name__}")
     scene = build_scene(outs, backward=backward, wrt=wrt, shape_ops=shape_ops, values=values)
     writer = _DotWriter(scene, Labels(scene, show, formulas), collapse)
     return writer.write(rankdir, legend)
+
+
+def _flag(what: str, value) -> bool:
+    """A yes/no option of draw: a bool (or 0/1)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise RenderError(f"draw: {what} must be True or False, got {value!r}")
 
 
 def _check_show(show: Iterable[str]) -> tuple[str, ...]:
@@ -148,7 +162,7 @@ def _check_show(show: Iterable[str]) -> tuple[str, ...]:
         fields = tuple(show)
     except TypeError:
         raise RenderError(f"draw: show must be a sequence of field names, got {show!r}") from None
-    bad = [f for f in fields if f not in SHOW_FIELDS]
+    bad = [f for f in fields if not isinstance(f, str) or f not in SHOW_FIELDS]
     if bad:
         raise RenderError(f"draw: unknown show field(s) {bad}; choose from {SHOW_FIELDS}")
     return fields
