@@ -10,13 +10,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import FeedError
+from .errors import FeedError, GraphError
 from .graph import Graph, Node, as_node_list, format_shape
 from .ops.base import range_error
 
 
 def resolve_feeds(graph: Graph, feeds: Mapping | None) -> dict[Node, np.ndarray]:
     """Map feeds keyed by node or name onto the graph's leaves, checking shapes and dtypes."""
+    if feeds is not None and not isinstance(feeds, Mapping):
+        raise FeedError(f"feeds must be a mapping of vars (nodes or names) to values, got {type(feeds).__name__}")
     feeds = dict(feeds or {})
     by_name = {n.name: n for n in graph.order if n.kind in ("var", "param")}
     out: dict[Node, np.ndarray] = {}
@@ -105,6 +107,8 @@ def evaluate(nodes: Node | list[Node], feeds: Mapping | None = None, *, graph: G
     """
     single = isinstance(nodes, Node)
     outs = as_node_list(nodes, "evaluate")
+    if graph is not None and (not isinstance(graph, Graph) or any(n not in graph for n in outs)):
+        raise GraphError("evaluate: graph= must be the sg.Graph of the nodes evaluated")
     graph = graph or Graph(outs)
     values = run_graph(graph, resolve_feeds(graph, feeds))
     result = [values[n] for n in outs]

@@ -275,3 +275,22 @@ def test_graph_building_api_raises_only_symgrad_errors_for_wrong_arguments(entry
         except Exception as e:  # noqa: BLE001  the point of the test
             bare.append(f"{arg!r:.40}: {type(e).__name__}: {e}")
     assert not bare, f"{entry} raised bare exceptions:\n" + "\n".join(bare)
+
+
+def test_evaluate_and_op_arguments_of_the_wrong_kind_are_typed_errors():
+    X = sg.var("X", shape=(2, 3))
+    L = sg.sum(X)
+    with pytest.raises(sg.FeedError, match="mapping"):
+        sg.evaluate(L, [1, 2])
+    with pytest.raises(sg.GraphError, match="graph="):
+        sg.evaluate(L, {"X": np.ones((2, 3))}, graph=sg.Graph(sg.var("other")))
+    with pytest.raises(sg.GraphError, match="alpha"):
+        sg.leaky_relu(X, alpha="a")
+    with pytest.raises(sg.GraphError, match="alpha"):
+        sg.leaky_relu(X, alpha=float("nan"))
+    with pytest.raises(sg.ShapeError, match="axis must be one int"):
+        sg.softmax(X, axis=None)
+    with pytest.raises(sg.ShapeError, match="axis must be one int"):
+        sg.softmax(X, axis=(0, 1))
+    with pytest.raises(sg.ShapeError, match="keepdims"):
+        sg.sum(X, keepdims="no")

@@ -11,7 +11,8 @@ import sympy
 
 from .. import runtime
 from .. import text as P
-from ..graph import Node, broadcast_of
+from ..errors import GraphError
+from ..graph import Node, broadcast_of, finite_number
 from ..text import Notation
 from .base import apply, as_node, const, get_op
 from .declare import elementwise_op
@@ -332,7 +333,10 @@ def relu(x, name=None) -> Node:
 
 
 def leaky_relu(x, alpha: float = 0.01, name=None) -> Node:
-    return apply("leaky_relu", x, alpha=float(alpha), name=name)
+    value = finite_number(alpha)
+    if value is None:
+        raise GraphError(f"leaky_relu: alpha must be a finite number, got {alpha!r}")
+    return apply("leaky_relu", x, alpha=value, name=name)
 
 
 def softplus(x, name=None) -> Node:

@@ -68,6 +68,8 @@ register(OpDef("log_softmax", 1, _same_shape, runtime.log_softmax, _sym_log_soft
 def _axis(op: str, x: Node, axis: int) -> int:
     if x.ndim == 0:
         raise ShapeError(f"{op}: needs at least one axis, got a scalar ({x.describe()})")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise ShapeError(f"{op}: axis must be one int, got {axis!r} ({x.describe()})")
     return normalize_axes(op, x, axis)[0]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import sympy
 
 from .. import runtime
+from ..errors import ShapeError
 from ..graph import Node, normalize_axes, size_of
 from .base import OpDef, apply, const, get_op, objarray, register
 from .kernels import COUNT_DIMS, PICK
@@ -147,6 +148,8 @@ register(OpDef("count", 1, _count_shape, runtime.count,
 def _reduction(opname: str, x, axis, keepdims: bool, name) -> Node:
     from .base import as_node
     x = as_node(x, opname)
+    if not isinstance(keepdims, (bool, np.bool_)):
+        raise ShapeError(f"{opname}: keepdims must be True or False, got {keepdims!r}")
     return apply(opname, x, axis=normalize_axes(opname, x, axis), keepdims=bool(keepdims), name=name)
 
 
