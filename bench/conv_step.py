@@ -196,7 +196,7 @@ def torch_step(weights, dtype):
         loss = F.cross_entropy(logits, y)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
     return step
 
 

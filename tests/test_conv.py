@@ -124,7 +124,8 @@ def test_conv1d_values_and_gradients_match_loop_reference(setting):
     _check_conv(sg.conv1d, *setting)
 
 
-POOL_SETTINGS = [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 2), (1, 0)), ((3, 2), (3, 1), (0, 1))]
+POOL_SETTINGS = [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 2), (1, 0)), ((3, 2), (3, 1), (0, 1)),
+                 ((2, 2), (3, 2), (1, 0))]  # the last two: overlapping windows; windows with gaps and padding
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -153,6 +154,21 @@ def test_max_pool_gradient_goes_to_the_first_of_tied_maxima():
     np.testing.assert_array_equal(dx, [[[[0, 1, 0, 0], [0, 0, 2, 0], [3, 0, 4, 0], [0, 0, 0, 0]]]])
 
 
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool_of_a_window_with_nan_is_nan_and_its_gradient_goes_to_the_nan(stride):
+    x = np.array([[[[1.0, np.nan, 0.0, 2.0],
+                    [5.0, 2.0, 1.0, 0.5]]]])
+    X = sg.var("X", shape=(1, 1, 2, 4))
+    p = sg.max_pool2d(X, 2, stride=stride)
+    got, dx = sg.evaluate([p, sg.grad(sg.sum(p * sg.const(np.arange(1.0, p.shape[3] + 1))), X)], {"X": x})
+    if stride == 2:
+        np.testing.assert_array_equal(got, [[[[np.nan, 2.0]]]])
+        np.testing.assert_array_equal(dx, [[[[0, 1, 0, 2], [0, 0, 0, 0]]]])
+    else:  # windows 1 and 2 both hold the NaN, window 3 has its maximum at 2.0
+        np.testing.assert_array_equal(got, [[[[np.nan, np.nan, 2.0]]]])
+        np.testing.assert_array_equal(dx, [[[[0, 3, 0, 3], [0, 0, 0, 0]]]])
+
+
 def test_max_pool_padding_never_wins_over_negative_entries():
     x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
     p = sg.evaluate(sg.max_pool2d(sg.var("X", shape=(1, 1, 3, 3)), 3, stride=1, padding=1), {"X": x})
@@ -162,6 +178,15 @@ def test_max_pool_padding_never_wins_over_negative_entries():
 def test_avg_pool_counts_padding_as_zeros():
     p = sg.evaluate(sg.avg_pool2d(sg.var("X", shape=(1, 1, 2, 2)), 2, stride=1, padding=1), {"X": np.ones((1, 1, 2, 2))})
     np.testing.assert_allclose(p[0, 0], [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+
+
+@pytest.mark.parametrize("dtype,big", [("float64", 1.5e308), ("float32", 3e38)])
+def test_avg_pool_of_huge_finite_entries_does_not_overflow(dtype, big):
+    X = sg.var("X", shape=(1, 1, 4, 4))
+    x = np.full((1, 1, 4, 4), big, dtype=dtype)
+    with np.errstate(all="raise"):
+        got = sg.compile(sg.avg_pool2d(X, 2, stride=1), inputs=[X], dtype=dtype)(x)
+    np.testing.assert_allclose(got, np.full((1, 1, 3, 3), big), rtol=1e-6)
 
 
 def test_float32_conv_and_pooling_stay_float32():

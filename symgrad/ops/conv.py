@@ -15,7 +15,7 @@ Gradients are graph ops too, so they print, compile and differentiate again:
   grad of grad works to any order.  The bias is added by broadcasting; its gradient is a sum.
 * ``avg_pool`` ↔ ``avg_pool_grad`` (linear, each the other's VJP).
 * ``max_pool`` → ``max_pool_grad`` (the cotangent sent to the first maximal entry of each window in
-  row-major order, PyTorch's choice on CPU; a NaN counts as maximal), whose VJP in the cotangent is
+  row-major order, PyTorch's choice on CPU; a NaN wins, as there), whose VJP in the cotangent is
   ``max_pool_select`` (the entries at those same positions) and vice versa; in the pooled input
   both are piecewise constant, so no gradient flows there.
 
@@ -171,23 +171,51 @@ def _argmax(x, kernel, stride, padding):
     found so far (as PyTorch's CPU kernel: ``val > max || isnan(val)``)."""
     xp = _pad(x, padding, -np.inf)
     out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
-    offsets = _offsets(kernel)
-    best = _shifted(xp, offsets[0], stride, out_sp).copy()
-    arg = np.zeros(best.shape, dtype=np.int32)
-    for k, offset in enumerate(offsets[1:], start=1):
-        v = _shifted(xp, offset, stride, out_sp)
+    views = [_shifted(xp, offset, stride, out_sp) for offset in _offsets(kernel)]
+    best = views[0].copy()
+    arg = np.zeros(best.shape, dtype=np.int8 if len(views) <= 127 else np.int32)
+    wins = np.empty(best.shape, dtype=bool)
+    for k, v in enumerate(views[1:], start=1):  # three passes an offset: a window without NaN never needs more
+        np.greater(v, best, out=wins)
+        np.maximum(best, v, out=best)
+        np.copyto(arg, k, where=wins)
+    if not np.isnan(best).any():
+        return arg
+    best = views[0].copy()
+    arg[...] = 0
+    for k, v in enumerate(views[1:], start=1):
         wins = (v > best) | np.isnan(v)
         np.copyto(best, v, where=wins)
-        arg[wins] = k
+        np.copyto(arg, k, where=wins)
     return arg
+
+
+def _disjoint(kernel, stride) -> bool:
+    """Whether windows never overlap (each input entry lies in at most one window)."""
+    return all(s >= k for k, s in zip(kernel, stride))
+
+
+def _place(parts, lead, size, kernel, stride, padding, out_sp, dtype) -> np.ndarray:
+    """col2im for windows that never overlap: ``parts(k, out)`` writes offset ``k``'s entries ``(N, C, *out)``
+    straight into the strided view ``out`` of an ``(N, C, *size)`` result (zeros where no window reads)."""
+    out = np.zeros(tuple(lead) + tuple(n + 2 * p for n, p in zip(size, padding)), dtype=dtype)
+    for k, offset in enumerate(_offsets(kernel)):
+        parts(k, _shifted(out, offset, stride, out_sp))
+    if any(padding):
+        out = out[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(padding, size))]
+    return out
 
 
 def max_pool_grad(g, x, kernel, stride, padding):
     """∂L/∂X: each window's cotangent ``g`` goes to its arg max (accumulated where windows overlap)."""
     arg = _argmax(x, kernel, stride, padding)
+    dtype = np.result_type(g, x)
+    if _disjoint(kernel, stride):
+        return _place(lambda k, out: np.multiply(g, arg == k, out=out), g.shape[:2], x.shape[2:], kernel, stride,
+                      padding, g.shape[2:], dtype)
     g_last, arg_last = _channels_last(g), _channels_last(arg)
     return _scatter(lambda k: g_last * (arg_last == k), g.shape[:2], x.shape[2:], kernel, stride, padding,
-                    (1,) * len(kernel), g.shape[2:], np.result_type(g, x))
+                    (1,) * len(kernel), g.shape[2:], dtype)
 
 
 def max_pool_select(h, x, kernel, stride, padding):
@@ -202,22 +230,27 @@ def max_pool_select(h, x, kernel, stride, padding):
 
 
 def avg_pool_forward(x, kernel, stride, padding):
-    """The mean over each window, padding counted as zeros (PyTorch's ``count_include_pad=True``)."""
+    """The mean over each window, padding counted as zeros (PyTorch's ``count_include_pad=True``); each entry
+    is scaled before the sum, so a window of huge finite entries does not overflow."""
     xp = _pad(x, padding, 0)
     out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
     offsets = _offsets(kernel)
-    total = _shifted(xp, offsets[0], stride, out_sp).copy()
+    if x.dtype == object:
+        return sum(_shifted(xp, o, stride, out_sp) for o in offsets) / math.prod(kernel)
+    share = 1.0 / math.prod(kernel)
+    total = _shifted(xp, offsets[0], stride, out_sp) * share
+    part = np.empty_like(total)
     for offset in offsets[1:]:
-        total += _shifted(xp, offset, stride, out_sp)
-    if total.dtype == object:
-        return total / math.prod(kernel)
-    total *= 1.0 / math.prod(kernel)
+        total += np.multiply(_shifted(xp, offset, stride, out_sp), share, out=part)
     return total
 
 
 def avg_pool_grad(g, size, kernel, stride, padding):
     """∂L/∂X of average pooling: each window's cotangent spread evenly over it."""
     share = g * (1.0 / math.prod(kernel)) if g.dtype != object else g / math.prod(kernel)
+    if _disjoint(kernel, stride) and share.dtype != object:
+        return _place(lambda k, out: np.copyto(out, share), g.shape[:2], size, kernel, stride, padding, g.shape[2:],
+                      share.dtype)
     share = _channels_last(share)
     return _scatter(lambda k: share, g.shape[:2], size, kernel, stride, padding, (1,) * len(kernel), g.shape[2:],
                     share.dtype)
@@ -630,7 +663,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, name: str | None = None) 
 
     Padding reads as −∞ and may be at most half the kernel.  The gradient of each window goes to its
     first maximal entry in row-major order (PyTorch's choice on CPU): of tied entries, only the first
-    gets it.  Overlapping windows add up.
+    gets it.  Overlapping windows add up.  A window holding a NaN pools to NaN and sends its gradient
+    to the NaN, as in PyTorch.
 
     Parameters
     ----------
