@@ -20,9 +20,11 @@ start from the same weights and batch; their first losses are compared (the ``ag
 Times are medians over interleaved rounds (each implementation in turn, so background load hits
 them alike).
 
-Run:  python bench/conv_step.py            (~1 minute)
+Run:  python bench/conv_step.py            (~1 minute on a quiet machine)
       python bench/conv_step.py --quick    (smoke test: batch 8, 2 rounds, float64, no PyTorch)
       python bench/conv_step.py --torch-python /path/to/python   (a Python that has torch)
+      python bench/conv_step.py --threads 1   (one BLAS/PyTorch thread each: steadier on a busy machine,
+                                               where idle-waiting thread pools slow everyone down)
 """
 from __future__ import annotations
 
@@ -213,16 +215,19 @@ def _measure(steps: dict, X, Y, rounds: int) -> tuple[dict, dict]:
     return {name: statistics.median(ts) for name, ts in times.items()}, first
 
 
-def worker_torch(batch, dtype, rounds) -> dict:
+def worker_torch(batch, dtype, rounds, threads) -> dict:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
     weights, X, Y = make_problem(batch)
     med, first = _measure({"torch": torch_step(weights, dtype), "numpy": NumpyLeNet(weights, dtype)}, X, Y, rounds)
     return {"time": med, "loss": first}
 
 
-def run_torch(python, batch, dtype, rounds):
+def run_torch(python, batch, dtype, rounds, threads):
     """The PyTorch worker in a process of its own; None when that Python has no torch."""
     cmd = [python, os.path.abspath(__file__), "--worker", "torch", "--batch", str(batch), "--dtype", dtype,
-           "--rounds", str(rounds)]
+           "--rounds", str(rounds)] + (["--threads", str(threads)] if threads else [])
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         if "No module named 'torch'" not in res.stderr:
@@ -238,15 +243,22 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--dtype", choices=["float32", "float64"], default=None)
     ap.add_argument("--torch-python", default=sys.executable, help="the Python that runs the PyTorch worker")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: theirs)")
     ap.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads) and argv is None:
+        # thread pools read these when NumPy is imported: start again with them set
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
+                   MKL_NUM_THREADS=str(args.threads))
+        return subprocess.run([sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env=env).returncode
     if args.worker:
-        print(json.dumps(worker_torch(args.batch, args.dtype, args.rounds)))
+        print(json.dumps(worker_torch(args.batch, args.dtype, args.rounds, args.threads)))
         return 0
     batch, rounds = (8, 2) if args.quick else (args.batch, args.rounds)
     dtypes = [args.dtype] if args.dtype else (["float64"] if args.quick else ["float32", "float64"])
+    threads = f", {args.threads} thread(s) each" if args.threads else ""
     print(f"LeNet step (conv 1→6 5×5, pool, conv 6→16 5×5, pool, 256→120→10, Adam), batch {batch}, "
-          f"median of {rounds} interleaved rounds")
+          f"median of {rounds} interleaved rounds{threads}")
     header = (f"{'dtype':8} {'symgrad ms':>10} {'numpy ms':>9} {'torch ms':>9} {'sg/numpy':>9} {'sg/torch':>9} "
               f"{'compile s':>9}  agree")
     rows, torch_seen = [], False
@@ -254,7 +266,7 @@ def main(argv=None) -> int:
         weights, X, Y = make_problem(batch)
         step, compile_s = symgrad_step(weights, dtype)
         med, first = _measure({"symgrad": step, "numpy": NumpyLeNet(weights, dtype)}, X, Y, rounds)
-        tr = None if args.quick else run_torch(args.torch_python, batch, dtype, rounds)
+        tr = None if args.quick else run_torch(args.torch_python, batch, dtype, rounds, args.threads)
         tol = 1e-4 if dtype == "float32" else 1e-9
         losses = [first["symgrad"], first["numpy"]] + ([tr["loss"]["torch"]] if tr else [])
         agree = "yes" if max(losses) - min(losses) <= tol * max(1.0, abs(losses[0])) else f"NO {losses}"

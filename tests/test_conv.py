@@ -118,7 +118,8 @@ def test_conv2d_values_and_input_weight_bias_gradients_match_loop_reference(sett
     _check_conv(sg.conv2d, *setting)
 
 
-@pytest.mark.parametrize("setting", [((2, 3, 9), (4, 3, 3), 1, 0, 1, 1, True), ((2, 4, 10), (6, 2, 3), 2, 2, 2, 2, True),
+@pytest.mark.parametrize("setting", [((2, 3, 9), (4, 3, 3), 1, 0, 1, 1, True),
+                                     ((2, 4, 10), (6, 2, 3), 2, 2, 2, 2, True),
                                      ((1, 2, 6), (2, 1, 4), 3, 1, 1, 2, False)])
 def test_conv1d_values_and_gradients_match_loop_reference(setting):
     _check_conv(sg.conv1d, *setting)
@@ -176,7 +177,8 @@ def test_max_pool_padding_never_wins_over_negative_entries():
 
 
 def test_avg_pool_counts_padding_as_zeros():
-    p = sg.evaluate(sg.avg_pool2d(sg.var("X", shape=(1, 1, 2, 2)), 2, stride=1, padding=1), {"X": np.ones((1, 1, 2, 2))})
+    X = sg.var("X", shape=(1, 1, 2, 2))
+    p = sg.evaluate(sg.avg_pool2d(X, 2, stride=1, padding=1), {"X": np.ones((1, 1, 2, 2))})
     np.testing.assert_allclose(p[0, 0], [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
 
 
@@ -302,21 +304,19 @@ def test_max_pool_has_no_index_form_and_prints_opaque():
 
 
 def test_conv_expands_to_one_sympy_formula_per_entry():
-    from symgrad.ops.conv import conv_forward
     import sympy
-    x = np.array([[sympy.Symbol(f"x{k}") for k in range(4)]], dtype=object).reshape(1, 1, 4)
-    w = np.array([sympy.Symbol("a"), sympy.Symbol("b")], dtype=object).reshape(1, 1, 2)
-    out = apply("conv", sg.var("x", shape=(1, 1, 4)), sg.var("w", shape=(1, 1, 2)), stride=(2,), padding=(0,),
-                dilation=(1,), groups=1).op.sym(x, w, stride=(2,), padding=(0,), dilation=(1,), groups=1)
-    a, b = sympy.symbols("a b")
-    assert [sympy.expand(e - r) for e, r in zip(out.ravel(), [a * sympy.Symbol("x0") + b * sympy.Symbol("x1"),
-                                                               a * sympy.Symbol("x2") + b * sympy.Symbol("x3")])] == [0, 0]
-    assert conv_forward is not None
+    xs, (a, b) = sympy.symbols("x0:4"), sympy.symbols("a b")
+    x = np.array(xs, dtype=object).reshape(1, 1, 4)
+    w = np.array([a, b], dtype=object).reshape(1, 1, 2)
+    z = sg.conv1d(sg.var("x", shape=(1, 1, 4)), sg.var("w", shape=(1, 1, 2)), stride=2)
+    out = z.op.sym(x, w, **dict(z.attrs))
+    assert [sympy.expand(e) for e in out.ravel()] == [a * xs[0] + b * xs[1], a * xs[2] + b * xs[3]]
 
 
 # ====================================================================== bad arguments
 @pytest.mark.parametrize("build,match", [
-    (lambda X, W: sg.conv2d(X, sg.var("V", shape=(4, 2, 3, 3))), r"conv2d: input has 3 channels.*\(batch, 3, 8, 8\).*\(4, 2, 3, 3\)"),
+    (lambda X, W: sg.conv2d(X, sg.var("V", shape=(4, 2, 3, 3))),
+     r"conv2d: input has 3 channels.*\(batch, 3, 8, 8\).*\(4, 2, 3, 3\)"),
     (lambda X, W: sg.conv2d(sg.var("x3", shape=(3, 8, 8)), W), r"conv2d: input \(N, C, H, W\).*\(3, 8, 8\)"),
     (lambda X, W: sg.conv1d(X, W), r"conv1d: input \(N, C, L\)"),
     (lambda X, W: sg.conv2d(X, W, stride=0), r"conv2d: stride must be ≥ 1, got 0"),
