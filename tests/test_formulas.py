@@ -431,3 +431,19 @@ def test_bce_and_cross_entropy_networks_in_matrix_notation():
     w = sg.param("w", 0.5)
     dw = sg.grad(sg.losses.mse(w * x, yv), w)
     assert str(sg.formula(dw)) == "2*sum(HadamardProduct(w*x - t, x))/n"
+
+
+def test_max_of_a_variable_and_softplus_or_sigmoid_of_a_number_has_a_formula():
+    # found by the property suite: SymPy's Max compares its arguments, so softplus(1) must be a real number
+    x = sg.var("x")
+    for f in (sg.softplus, sg.sigmoid):
+        expr = sg.formula(sg.maximum(x, f(sg.const(1.0))))
+        want = float(sg.evaluate(f(sg.const(1.0))))
+        assert float(expr.subs(sympy.Symbol("x", real=True), -5)) == pytest.approx(want, rel=1e-12)
+
+
+def test_max_with_a_nan_constant_is_nan_like_numpy():
+    # found by the property suite: SymPy's Max(x, nan) raised "The argument 'nan' is not comparable"
+    x = sg.var("x")
+    assert sg.formula(sg.maximum(x, sg.const(float("nan")))) is sympy.nan
+    assert np.isnan(sg.evaluate(sg.maximum(x, sg.const(float("nan"))), {"x": 1.0}))

@@ -224,7 +224,16 @@ def _maximum_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return (g * mask if needs[0] else None, g * (const(1.0) - mask) if needs[1] else None)
 
 
-elementwise_op("maximum", sympy.Max, np.maximum, nin=2, label="max", vjp=_maximum_vjp, ufunc="maximum",
+def _sym_max(a, b):
+    """max(a, b); nan when either is nan, as np.maximum, and complex infinity (SymPy's 1/0) when either
+    is that (SymPy's Max refuses to compare either)."""
+    for special in (sympy.nan, sympy.zoo):
+        if special in (a, b):
+            return special
+    return sympy.Max(a, b)
+
+
+elementwise_op("maximum", _sym_max, np.maximum, nin=2, label="max", vjp=_maximum_vjp, ufunc="maximum",
                commutative=True)
 
 # ---------------------------------------------------- per-entry losses

@@ -30,6 +30,9 @@ class sigmoid(sympy.Function):
     def _eval_rewrite_as_exp(self, t, **kwargs):
         return 1 / (1 + sympy.exp(-t))
 
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec) if self.args[0].is_number else None
+
     def _eval_is_real(self):
         return self.args[0].is_real
 
@@ -69,6 +72,16 @@ class softplus(sympy.Function):
 
     def _eval_rewrite_as_exp(self, t, **kwargs):
         return sympy.log(1 + sympy.exp(t))
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return self.args[0].is_real
+
+    def _eval_evalf(self, prec):
+        # a number: softplus(1) compares with other numbers (max(x, softplus(1)) needs that)
+        return sympy.log(1 + sympy.exp(self.args[0]))._eval_evalf(prec) if self.args[0].is_number else None
 
     def _latex(self, printer, exp=None):
         base = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
