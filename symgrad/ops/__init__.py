@@ -14,6 +14,9 @@ from .nn import log_softmax, one_hot, softmax
 from .reduce import max, mean, sum
 from .conv import avg_pool2d, conv1d, conv2d, max_pool2d
 from .einsum import einsum
+from .activations import clip, elu, gelu, minimum, silu, step
+from .mask import masked_fill, tril, triu
+from .stats import logsumexp, norm, std, variance
 
 #: the ops symgrad ships with (user ops from sg.elementwise and their derivatives come later)
 BUILTIN_OPS = frozenset(REGISTRY)
