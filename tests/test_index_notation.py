@@ -97,3 +97,19 @@ def test_softmax_log_softmax_and_one_hot_have_index_forms():
         "              X[i,j,l]\n"
         "           Σ ℯ\n"
         "           l")
+
+
+def test_index_forms_with_max_min_piecewise_and_constants_compute():
+    X = sg.var("X", shape=("batch", 3, 4))
+    vals = {"X": XV, "batch": 2}
+    for node in (sg.maximum(X, 0.5) * np.pi, sg.where(sg.greater(X, 0.0), X, -X)):
+        _check(node, vals, name="Y")
+
+
+def test_matrix_formula_of_a_piecewise_op_computes_for_whole_arrays():
+    # numeric() used to reach Piecewise only after Function (which it is) and then compute scalars only
+    X = sg.var("X", shape=(2, 3))
+    node = sg.where(sg.greater(X, 0.0), X, 2.0 * X)
+    xv = RNG.normal(size=(2, 3))
+    got = sg.formulas.numeric(sg.formula(node, expand=True), {f"X[{i},{j}]": xv[i, j] for i in range(2) for j in range(3)})
+    np.testing.assert_allclose(np.asarray(got, dtype=float), sg.evaluate(node, {"X": xv}))

@@ -306,7 +306,7 @@ class _Eval:
             return float(e)
         if e in self.axes:
             return self.axes[e]
-        if e.is_Number:
+        if e.is_number and not e.free_symbols and not isinstance(e, sympy.Function):
             return float(e)
         if isinstance(e, sympy.Symbol):
             if e.name not in self.env:
@@ -326,6 +326,9 @@ class _Eval:
             return np.floor(self._eval(e.args[0]))
         if isinstance(e, sympy.Mod):
             return np.mod(self._eval(e.args[0]), self._eval(e.args[1]))
+        if isinstance(e, (sympy.Max, sympy.Min)):
+            return functools.reduce(np.maximum if isinstance(e, sympy.Max) else np.minimum,
+                                    [self._eval(a) for a in e.args])
         if isinstance(e, sympy.Piecewise):
             out = None
             for val, cond in reversed(e.args):

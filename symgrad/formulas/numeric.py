@@ -45,11 +45,14 @@ def numeric(expr: Any, values: Mapping[str, Any]) -> Any:
     """
     if not isinstance(values, Mapping):
         raise FeedError(f"numeric: values must be a mapping of symbol names to numbers, got {type(values).__name__}")
-    if not isinstance(expr, (sympy.Basic, int, float)) or isinstance(expr, bool):
+    if not isinstance(expr, (sympy.Basic, sympy.MatrixBase, int, float)) or isinstance(expr, bool):
         raise GraphError(f"numeric: expected a SymPy formula (as from sg.formula), got {type(expr).__name__}")
     env = {str(k): v for k, v in values.items()}
     with np.errstate(all="ignore"):  # inf and nan come back as values, as from sg.evaluate
-        return _Numeric(env).run(expr)
+        ev = _Numeric(env)
+        if isinstance(expr, sympy.MatrixBase):  # expand=True: one formula per entry
+            return np.array([[float(ev.run(expr[i, j])) for j in range(expr.cols)] for i in range(expr.rows)])
+        return ev.run(expr)
 
 
 class _Numeric:
@@ -107,12 +110,13 @@ class _Numeric:
             return float(v) if v.ndim == 0 else v
         if isinstance(e, (sympy.Max, sympy.Min)):
             return _extreme(np.maximum if isinstance(e, sympy.Max) else np.minimum, [self.run(a) for a in e.args])
+        if isinstance(e, sympy.Piecewise):  # before Function, which it is: computed for whole arrays
+            syms = sorted(e.free_symbols, key=str)
+            return sympy.lambdify(syms, e, modules=[NUMPY_FUNCS, "numpy"])(*[self.run(s) for s in syms])
         if isinstance(e, sympy.Function):  # before numbers: softplus(1) is a number SymPy cannot compute
             return self._function(e)
         if isinstance(e, sympy.Number) or e.is_number:
             return _real(e)
-        if isinstance(e, sympy.Piecewise):
-            return float(e.xreplace({s: sympy.Float(self.run(s)) for s in e.free_symbols}))
         raise GraphError(f"numeric: cannot compute {type(e).__name__} ({e})")
 
     def _dims(self, shape) -> tuple:
