@@ -360,6 +360,36 @@ class Node(ShapedAttrs):
     def T(self) -> "Node":
         return _ops().transpose(self)
 
+    def __abs__(self) -> "Node":
+        return _ops().abs(self)
+
+    def __getitem__(self, key) -> "Node":
+        """NumPy indexing: ints, slices, ``None``, ``...`` and one integer array (:func:`symgrad.getitem`)."""
+        return _ops().getitem(self, key)
+
+    # the methods a NumPy user reaches for; each is the function of the same name
+    def sum(self, axis=None, keepdims: bool = False) -> "Node":
+        return _ops().sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False) -> "Node":
+        return _ops().mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims: bool = False) -> "Node":
+        return _ops().max(self, axis, keepdims)
+
+    def reshape(self, *shape) -> "Node":
+        """``x.reshape(2, 3)`` or ``x.reshape((2, 3))``, as NumPy."""
+        return _ops().reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, str)) else shape)
+
+    def transpose(self, *axes) -> "Node":
+        return _ops().transpose(self, (axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes) or None)
+
+    def exp(self) -> "Node":
+        return _ops().exp(self)
+
+    def log(self) -> "Node":
+        return _ops().log(self)
+
     def __bool__(self):
         raise TypeError("a symgrad Node has no truth value; use sg.where / sg.maximum for comparisons")
 

@@ -123,11 +123,14 @@ def transpose(x, axes=None, name=None) -> Node:
 
 
 # ---------------------------------------------------------------- reshape
-def _reshape_shape(nodes, shape):
+def _reshape_shape(nodes, shape, dims_from=None):
     (x,) = nodes
+    named = [d for d in shape if isinstance(d, str)]
+    if len(named) > 1 or (named and -1 in shape):
+        return _reshape_named(x, shape)
     free = [i for i, d in enumerate(shape) if not isinstance(d, int) or d == -1]
     if len(free) > 1:
-        raise ShapeError(f"reshape: at most one unknown (-1 or named) dim in {shape} ({x.describe()})")
+        raise ShapeError(f"reshape: at most one -1 in {shape} ({x.describe()})")
     n_in = size_of(x.shape)
     known = math.prod(d for d in shape if isinstance(d, int) and d != -1)  # exact, no int64 wrap-around
     if free:
@@ -154,20 +157,68 @@ def _reshape_shape(nodes, shape):
     return tuple(shape)
 
 
+def _reshape_named(x: Node, shape: tuple) -> tuple:
+    """Several named dims (``("batch", "seq", 2, 3)`` from ``("batch", "seq", 6)``): each named dim
+    of the target is one of the input's; the fixed dims must hold the rest, and a -1 may stand for
+    the one named dim of the input the target does not name."""
+    left = list(x.shape)
+    for d in shape:
+        if isinstance(d, str):
+            if d not in left:
+                raise ShapeError(f"reshape: dim {d!r} of {format_shape(shape)} is not a dim of "
+                                 f"{format_shape(x.shape)} ({x.describe()})")
+            left.remove(d)
+    leftover = [d for d in left if isinstance(d, str)]
+    in_fixed = math.prod(d for d in left if isinstance(d, int))
+    known = math.prod(d for d in shape if isinstance(d, int) and d != -1)
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: at most one -1 in {shape} ({x.describe()})")
+    if -1 in shape:
+        if len(leftover) == 1 and in_fixed == known:
+            return tuple(leftover[0] if d == -1 else d for d in shape)
+        if not leftover and known and in_fixed % known == 0:
+            return tuple(in_fixed // known if d == -1 else d for d in shape)
+    elif not leftover and in_fixed == known:
+        return tuple(shape)
+    raise ShapeError(f"reshape: cannot reshape {format_shape(x.shape)} into {format_shape(shape)} "
+                     f"({x.describe()})")
+
+
 def _numpy_shape(shape):
     return tuple(d if isinstance(d, int) else -1 for d in shape)
 
 
-register(OpDef("reshape", 1, _reshape_shape, lambda x, shape: np.reshape(x, _numpy_shape(shape)),
-               lambda x, shape: objarray(np.reshape(x, _numpy_shape(shape))),
+def _sizes(x: np.ndarray, shape: tuple, dims_from) -> tuple:
+    """The target shape in numbers: named dims take their size from the input axis they come from."""
+    if dims_from is None:
+        return _numpy_shape(shape)
+    return tuple(x.shape[k] if k is not None else d for d, k in zip(shape, dims_from))
+
+
+def _emit_reshape(args, target, shape, dims_from=None):
+    if dims_from is None:
+        return f"np.reshape({args[0]}, {_numpy_shape(shape)})"
+    return f"np.reshape({args[0]}, {target.dims(shape)})"
+
+
+register(OpDef("reshape", 1, _reshape_shape,
+               lambda x, shape, dims_from=None: np.reshape(x, _sizes(np.asarray(x), shape, dims_from)),
+               lambda x, shape, dims_from=None: objarray(np.reshape(x, _sizes(x, shape, dims_from))),
                vjp=lambda n, g, needs: (reshape_like(g, n.inputs[0]),), label="reshape",
-               matrix=lambda n, a, mx: mx.reshape(n, a),
-               emit=lambda args, target, shape: f"np.reshape({args[0]}, {_numpy_shape(shape)})",
-               attr_names=("shape",), view=True, layout="reshape"))
+               matrix=lambda n, a, mx: mx.reshape(n, a), emit=_emit_reshape,
+               attr_names=("shape", "dims_from"), view=True, layout="reshape"))
 
 
 def reshape(x, shape, name=None) -> Node:
-    """Reshape; one entry may be -1 or a named dim of the input."""
+    """Reshape, as ``np.reshape``; entries may be named dims of the input (several when each is
+    one of the input's, ``("batch", "seq", 2, 3)`` from ``("batch", "seq", 6)``) and one may be -1.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> sg.reshape(sg.var("X", shape=("batch", "seq", 6)), ("batch", "seq", 2, 3)).shape
+    ('batch', 'seq', 2, 3)
+    """
     x = as_node(x, "reshape")
     if isinstance(shape, (int, np.integer, str)) and not isinstance(shape, (bool, np.bool_)):
         shape = (shape,)
@@ -177,6 +228,17 @@ def reshape(x, shape, name=None) -> Node:
         raise ShapeError(f"reshape: shape must be a tuple of ints or dim names, got {shape!r} ({x.describe()})")
     shape = tuple(-1 if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d == -1
                   else normalize_shape((d,), "reshape: shape")[0] for d in shape)
+    if sum(isinstance(d, str) for d in shape) + (-1 in shape) > 1:
+        # several dims known only at run time: each named one takes its size from the input axis it is
+        resolved = _reshape_named(x, shape)
+        free = [k for k, d in enumerate(x.shape) if isinstance(d, str)]
+        dims_from = []
+        for d in resolved:
+            k = next((k for k in free if x.shape[k] == d), None) if isinstance(d, str) else None
+            if k is not None:
+                free.remove(k)
+            dims_from.append(k)
+        return apply("reshape", x, shape=resolved, dims_from=tuple(dims_from), name=name)
     return apply("reshape", x, shape=shape, name=name)
 
 
