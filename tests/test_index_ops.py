@@ -183,7 +183,6 @@ def test_compiled_getitem_is_numpy_indexing_in_the_source():
     assert np.asarray(f0(xv)).shape == () and float(f0(xv)) == xv[0, 1, 2]
 
 
-@pytest.mark.skipif(not hasattr(sg.Node, "__getitem__"), reason="Node.__getitem__ is not wired yet")
 def test_node_subscript_is_sg_getitem():
     xv = XV[0, :3]
     x = sg.var("x", shape=xv.shape)
