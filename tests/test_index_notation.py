@@ -113,3 +113,15 @@ def test_matrix_formula_of_a_piecewise_op_computes_for_whole_arrays():
     xv = RNG.normal(size=(2, 3))
     got = sg.formulas.numeric(sg.formula(node, expand=True), {f"X[{i},{j}]": xv[i, j] for i in range(2) for j in range(3)})
     np.testing.assert_allclose(np.asarray(got, dtype=float), sg.evaluate(node, {"X": xv}))
+
+
+@pytest.mark.parametrize("sa, sb", [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)),
+                                     (("batch", 2, 3), (3, 4)), ((2, 1, 2, 3), (5, 3, 2))])
+def test_matmul_index_form_computes_to_evaluate(sa, sb):
+    A, B = sg.var("A", shape=sa), sg.var("B", shape=sb)
+    sizes = lambda s: tuple(2 if d == "batch" else d for d in s)  # noqa: E731
+    av, bv = RNG.normal(size=sizes(sa)), RNG.normal(size=sizes(sb))
+    f = index_formula(A @ B, name="C")
+    assert not f.opaque
+    np.testing.assert_allclose(f.numeric({"A": av, "B": bv, "batch": 2}), sg.evaluate(A @ B, {"A": av, "B": bv}),
+                               rtol=1e-12)

@@ -75,9 +75,27 @@ def _matmul_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return da, db
 
 
+def _batch_index(dims: tuple, out: tuple, idx: tuple) -> tuple:
+    """Indices into broadcast batch ``dims`` for output batch indices ``idx`` (of dims ``out``)."""
+    lead = len(out) - len(dims)
+    return tuple(0 if d == 1 and out[lead + k] != 1 else idx[lead + k] for k, d in enumerate(dims))
+
+
+def _matmul_index(n: Node, idx: tuple, ix):
+    """(A B)[…, i, j] = Σ_k A[…, i, k]·B[…, k, j] (vectors without their missing axis)."""
+    a, b = n.inputs
+    k = ix.dummy(a.shape[-1])
+    rows, cols = a.ndim >= 2, b.ndim >= 2
+    nb = n.ndim - rows - cols
+    batch, out_batch = idx[:nb], n.shape[:nb]
+    a_idx = _batch_index(a.shape[:-2], out_batch, batch) + ((idx[nb],) if rows else ()) + (k,)
+    b_idx = _batch_index(b.shape[:-2], out_batch, batch) + (k,) + ((idx[-1],) if cols else ())
+    return ix.sum(ix.entry(a, a_idx) * ix.entry(b, b_idx), k)
+
+
 register(OpDef("matmul", 2, _matmul_shape, np.matmul, lambda a, b: objarray(np.matmul(a, b)),
                vjp=_matmul_vjp, matrix=lambda n, a, mx: mx.matmul(n, a), label="@",
-               notation=text.Notation("product", "@", text.MUL), ufunc="matmul", infix="@"))
+               notation=text.Notation("product", "@", text.MUL), ufunc="matmul", infix="@", index=_matmul_index))
 
 
 def matmul(a, b, name=None) -> Node:
