@@ -103,6 +103,14 @@ def test_draw_writes_svg_with_values_and_gradients(tmp_path):
     (["grad", "frobnicate(x)", "--wrt", "x"], "unknown function 'frobnicate' at position 1; allowed: abs,", 1),
     (["grad", "x.__class__", "--wrt", "x"], "Attribute is not allowed", 1),
     (["draw", "w*x", "--backward"], "--backward needs --wrt", None),
+    (["draw", "w*x", "--wrt", "w"], "--wrt only applies with --backward", None),
+    (["grad", "3"], "the expression '3' has no variables to differentiate", None),
+    (["grad", "x", "--wrt", "x", "--values", "x=1,x=5"], "--values: x is given twice (x=1 and x=5)", None),
+    (["grad", "w*x", "--wrt", "w,w"], "--wrt: 'w' is given twice", None),
+    (["grad", "w*x", "--wrt", "w", "--values", "x=1e400,w=1"], "'1e400' (for x) is not a finite number", None),
+    (["grad", "1e400*x", "--wrt", "x"], "the number 1e400 is beyond the range of a float", 1),
+    (["grad", "w*x", "--wrt", "w", "--target", "t"], "--target only applies with --loss", None),
+    (["draw", "w*x", "--timeout", "0", "-o", "g.dot"], "--timeout: expected a positive number", None),
 ])
 def test_usage_errors_exit_2_with_a_message(args, message, caret):
     r = symgrad(*args)
@@ -174,3 +182,97 @@ def test_installed_entry_point_runs():
     assert out.startswith("f = tanh(w*x) = ")
     assert value_of(out, "f") == pytest.approx(math.tanh(0.6), rel=1e-5)
     assert value_of(out, "∂f/∂w") == pytest.approx(2 * (1 - math.tanh(0.6) ** 2), rel=1e-5)
+
+
+def test_loss_target_used_in_the_expression_is_that_variable():
+    # y is both a factor of the prediction and the loss's target: L = (x·y − y)², ∂L/∂x = 2y(x·y − y)
+    r = symgrad("grad", "y*x", "--wrt", "x", "--loss", "mse", "--values", "x=2,y=3")
+    assert r.returncode == 0, r.stderr
+    assert "L = (x*y - y)**2" in r.stdout
+    assert value_of(r.stdout, "L") == pytest.approx((2 * 3 - 3) ** 2)
+    assert value_of(r.stdout, "∂L/∂x") == pytest.approx(2 * 3 * (2 * 3 - 3))
+
+
+def test_expression_starting_with_minus_needs_no_double_dash(tmp_path):
+    r = symgrad("grad", "-x", "--wrt", "x", "--values", "x=2")
+    assert r.returncode == 0, r.stderr
+    assert value_of(r.stdout, "f") == -2.0 and value_of(r.stdout, "∂f/∂x") == -1.0
+    r = symgrad("grad", "--wrt", "w", "-2*w*x", "--values", "x=1.5,w=1")
+    assert r.returncode == 0, r.stderr
+    assert value_of(r.stdout, "∂f/∂w") == -3.0
+    out = tmp_path / "neg.dot"
+    r = symgrad("draw", "-x", "-o", str(out))
+    assert r.returncode == 0 and out.read_text().startswith("digraph symgrad {")
+    assert symgrad("grad", "--wrt", "x", "--", "-x").returncode == 0  # the explicit form still works
+    r = symgrad("grad", "x", "--wrt", "x", "--bogus")
+    assert r.returncode == 2 and "--bogus" in r.stderr  # an unknown option is still an error
+
+
+def test_output_name_never_collides_with_a_user_variable():
+    r = symgrad("grad", "f*x + out", "--wrt", "x", "--values", "f=2,x=3,out=5")
+    assert r.returncode == 0, r.stderr
+    assert "output = f*x + out = 11" in r.stdout and value_of(r.stdout, "∂output/∂x") == 2.0
+    r = symgrad("grad", "L*x", "--wrt", "x", "--loss", "mse", "--values", "L=2,x=3,y=1")
+    assert r.returncode == 0, r.stderr
+    assert value_of(r.stdout, "loss") == pytest.approx((2 * 3 - 1) ** 2)
+    assert value_of(r.stdout, "∂loss/∂x") == pytest.approx(2 * (2 * 3 - 1) * 2)
+
+
+def test_constant_expression_is_drawn_and_needs_variables_to_differentiate(tmp_path):
+    out = tmp_path / "c.dot"
+    r = symgrad("draw", "3", "-o", str(out))
+    assert r.returncode == 0 and "3" in out.read_text()
+    r = symgrad("grad", "3", "--wrt", "x")
+    assert r.returncode == 2 and "--wrt: 'x' does not appear in the expression '3'" in r.stderr
+    assert "leaves are named" not in r.stderr
+
+
+def test_non_finite_values_print_one_clean_warning_line_without_paths():
+    r = symgrad("grad", "log(x)", "--wrt", "x", "--values", "x=0")
+    assert r.returncode == 0
+    assert value_of(r.stdout, "f") == -math.inf and value_of(r.stdout, "∂f/∂x") == math.inf
+    assert r.stderr.splitlines() == ["symgrad grad: warning: not finite at these values: f = -inf, ∂f/∂x = inf"]
+    chain = symgrad("grad", "sqrt(x)", "--wrt", "x", "--values", "x=-1", "--chain")
+    assert chain.returncode == 0 and "nan" in chain.stdout
+    for line in chain.stderr.splitlines():  # the chain rule evaluates too: warnings are single clean lines
+        assert line.startswith("symgrad grad: warning: ")
+    assert ".py" not in chain.stderr and "RuntimeWarning" not in chain.stderr and "Traceback" not in chain.stderr
+
+
+def test_unexpected_exception_prints_one_line_and_a_report_hint(monkeypatch):
+    import symgrad.cli as cli
+
+    def broken(args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cli, "_build", broken)
+    r = symgrad("grad", "x", "--wrt", "x")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "symgrad grad: internal error: RuntimeError: boom second line",
+        "symgrad grad: this is a bug in symgrad; please report it with the command line "
+        "(run again with --debug to see the traceback)"]
+    debug = symgrad("grad", "x", "--wrt", "x", "--debug")
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert "RuntimeError: boom" in debug.stderr
+    assert symgrad("--debug", "grad", "x", "--wrt", "x").stderr.startswith("Traceback")
+
+
+def test_deep_expression_prints_in_named_intermediates_with_the_right_value():
+    depth = 90  # within the parser's limit, deeper than one printable formula
+    r = symgrad("grad", "sin(" * depth + "x" + ")" * depth, "--wrt", "x", "--values", "x=0.5")
+    assert r.returncode == 0, r.stderr
+    assert "  where" in r.stdout and "h_1 = " in r.stdout
+    want, slope = 0.5, 1.0
+    for _ in range(depth):
+        slope *= math.cos(want)
+        want = math.sin(want)
+    assert value_of(r.stdout, "f") == pytest.approx(want, rel=1e-5)  # printed with 6 digits
+    assert value_of(r.stdout, "∂f/∂x") == pytest.approx(slope, rel=1e-5)
+
+
+def test_huge_exponent_is_a_usage_error_at_once():
+    for expr in ("10**10**10*x", "2**1000000*x", "9" * 400 + "*x", "(10*x)**1e10"):
+        r = symgrad("grad", expr, "--wrt", "x")
+        assert r.returncode == 2 and r.stderr.startswith("symgrad grad: error: "), (expr, r.stderr)
+        assert "Traceback" not in r.stderr

@@ -229,7 +229,7 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
             deltas[adj[n]] = leaf_symbol(DELTA + name_of[n], n.shape)
     back_nodes = Graph(list(adj.values())).order
     mode = SCALAR if all(n.shape == () for n in graph.order + back_nodes) else MATRIX
-    builder = Builder(mode, {**symbols, **deltas}, opaque=True)
+    builder = Builder(mode, {**symbols, **deltas}, opaque=True, taken=names | {loss_name})
     kept = {**symbols, **deltas}
     refold = refold_map(kept) if mode == SCALAR else {}
 
@@ -256,4 +256,10 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
             equations.append(Equation("delta", n, own, rhs(adj[n], own), adj[n]))
         for t in due.get(i, []):
             equations.append(Equation("grad", t, _target_symbol(t), rhs(adj[t], None), adj[t]))
+    if builder.cuts:  # values nested too deep to print in one piece, written as intermediates h₁, h₂, …
+        kept.update((n, sym) for n, (sym, _) in builder.cuts.items())
+        cuts = [Equation("forward", n, sym, finish(d, kept, sym, refold) if mode == SCALAR else d, None)
+                for n, (sym, d) in builder.cuts.items()]
+        forward = sorted(forward + cuts, key=lambda e: e.node.id)  # ids grow along every edge
+        name_of = {**name_of, **{n: str(sym) for n, (sym, _) in builder.cuts.items()}}
     return BackpropEquations(loss, loss_symbol, forward, equations, name_of)

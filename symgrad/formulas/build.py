@@ -13,6 +13,16 @@ other node's.  Products and sums of scalar nodes are collected flat
 before SymPy sees them (SymPy re-sorts a product on every
 multiplication, which is quadratic on a deep chain); which ops are
 products and sums is read from their SymPy meaning.
+
+Formulas have budgets, so that no graph makes SymPy recurse past
+Python's limit or compute for ever: a value nested deeper than
+:data:`MAX_DEPTH` levels is written as a named intermediate (the node's
+own name, else h₁, h₂, …) whose definition comes with the formula
+(:func:`formula_with_definitions`; ``pretty``/``latex`` print them after
+"where"); an exact power or product that would need more than
+:data:`MAX_EXACT_DIGITS` digits is computed in floating point instead
+(``1.0e+10000000000``, not a number SymPy would take hours to write); and
+``sympy.simplify`` is skipped where it would expand a high power.
 """
 from __future__ import annotations
 
@@ -34,17 +44,29 @@ DATA = "data"
 SIMPLIFY_LIMIT = 40
 #: expressions of at most this many nodes get the cheap factor_terms; larger ones are left as built
 LIGHT_LIMIT = 400
+#: expressions nested deeper than this are not simplified (simplify recurses into function arguments:
+#: its time doubles with each level, 1 s at sin¹⁴(x))
+SIMPLIFY_DEPTH = 10
+#: a power with an exponent beyond this is never simplified (simplify expands (x + 1)**n: minutes at n = 100)
+SIMPLIFY_POWER_LIMIT = 12
+#: deepest nesting of a formula; a deeper value becomes a named intermediate (SymPy's printers recurse ~5
+#: Python frames per level and fail near 200 levels)
+MAX_DEPTH = 40
+#: largest exact number, in decimal digits, a formula holds; beyond it numbers are floats (Python's int to
+#: text conversion stops at 4300 digits, and 10**(10**10) would not finish)
+MAX_EXACT_DIGITS = 1000
 
 _const_numbers = np.frompyfunc(const_number, 1, 1)
 
 
 class _Lazy:
-    """A product or sum of parts, flattened into one SymPy Mul/Add when needed."""
+    """A product or sum of parts, flattened into one SymPy Mul/Add when needed; ``depth``: its nesting
+    once flattened."""
 
-    __slots__ = ("kind", "parts", "flat")
+    __slots__ = ("kind", "parts", "flat", "depth")
 
-    def __init__(self, kind: str, parts: tuple):
-        self.kind, self.parts, self.flat = kind, parts, None
+    def __init__(self, kind: str, parts: tuple, depth: int = 1):
+        self.kind, self.parts, self.flat, self.depth = kind, parts, None, depth
 
     def flatten(self) -> list:
         if self.flat is None:
@@ -75,28 +97,45 @@ class Builder:
 
     ``opaque``: scalar derivative ops (σ′, ∂bce/∂p, ...) stay unexpanded
     functions.  ``dims`` binds symbolic dims to sizes in expand mode.
+    ``taken``: names a new intermediate symbol must not have (the leaves'
+    and kept nodes' names; the builder adds those it meets).  A value
+    nested deeper than :data:`MAX_DEPTH` becomes a symbol; ``cuts`` maps
+    each such node to ``(symbol, definition)``, in the order they were made.
     """
 
-    def __init__(self, mode: str, symbols: dict | None = None, opaque: bool = False, dims: dict | None = None):
+    def __init__(self, mode: str, symbols: dict | None = None, opaque: bool = False, dims: dict | None = None,
+                 taken: Any = ()):
         self.mode = mode
         self.symbols = dict(symbols or {})
         self.opaque = opaque
         self.dims = dict(dims or {})
         self.values: dict[Node, Any] = {}
+        self.cuts: dict[Node, tuple] = {}
         self._memo: dict[int, tuple] = {}
+        self._depths: dict[Any, int] = {}
+        self._taken = set(taken) | {str(s) for s in self.symbols.values() if isinstance(s, sympy.Basic)}
+        self._counter = 0
 
     # ------------------------------------------------------------ API
     def value(self, node: Node) -> Any:
-        """The node's formula, or its symbol when it has one."""
+        """The node's formula, or its symbol when it has one (a node cut for depth gives its definition)."""
         self._ensure([node])
+        if node in self.cuts:
+            return self.cuts[node][1]
         return self.materialize(self.values[node])
 
     def define(self, node: Node) -> Any:
         """The node's formula in terms of its inputs' values (never its own symbol)."""
         if node.is_leaf:
             return self._leaf(node) if node not in self.symbols else self.symbols[node]
+        if node in self.cuts:
+            return self.cuts[node][1]
         self._ensure(node.inputs)
         return self.materialize(self._apply(node, [self.values[i] for i in node.inputs]))
+
+    def definitions(self) -> list[tuple]:
+        """``[(symbol, definition)]`` of the intermediates made for depth, each after those it uses."""
+        return list(self.cuts.values())
 
     # ------------------------------------------------------- internals
     def _ensure(self, roots) -> None:
@@ -114,8 +153,47 @@ class Builder:
                 self.values[n] = self.symbols[n]
             elif n.is_leaf:
                 self.values[n] = self._leaf(n)
+                if n.name is not None:
+                    self._taken.add(n.name)
             else:
-                self.values[n] = self._apply(n, [self.values[i] for i in n.inputs])
+                v = self._apply(n, [self.values[i] for i in n.inputs])
+                if self.mode != EXPAND and self.depth(v) > MAX_DEPTH:
+                    v = self._cut(n, v)
+                self.values[n] = v
+
+    def _cut(self, node: Node, v: Any) -> Any:
+        """Write ``node`` as a new symbol from here on; its definition is ``v``."""
+        name = node.name if node.name is not None and node.name not in self._taken else None
+        while name is None or name in self._taken:
+            self._counter += 1
+            name = f"h_{self._counter}"
+        self._taken.add(name)
+        sym = leaf_symbol(name, node.shape) if self.mode == MATRIX else sympy.Symbol(name, real=True)
+        self.cuts[node] = (sym, self.materialize(v))
+        return sym
+
+    def depth(self, v: Any) -> int:
+        """Nesting depth of a value (a lazy product or sum counts as flattened)."""
+        if isinstance(v, _Lazy):
+            return v.depth
+        if not isinstance(v, sympy.Basic) or not v.args:
+            return 0
+        memo = self._depths
+        if v in memo:
+            return memo[v]
+        stack = [(v, False)]
+        while stack:  # no recursion: this is what guards against deep expressions
+            e, ready = stack.pop()
+            if ready:
+                memo[e] = 1 + max((memo[a] if a.args else 0) for a in e.args)
+            elif e not in memo:
+                stack.append((e, True))
+                stack.extend((a, False) for a in e.args if a.args and a not in memo)
+        return memo[v]
+
+    def _lazy(self, kind: str, *parts: Any) -> _Lazy:
+        depth = 1 + max((self.depth(p) - (isinstance(p, _Lazy) and p.kind == kind)) for p in parts)
+        return _Lazy(kind, parts, depth)
 
     def _shape(self, node: Node) -> tuple:
         out = []
@@ -155,18 +233,20 @@ class Builder:
         op = node.op
         kind = op.arith  # products and sums are collected flat
         if kind == "mul":
-            return _Lazy("mul", (args[0], args[1]))
+            return self._lazy("mul", args[0], args[1])
         if kind == "add":
-            return _Lazy("add", (args[0], args[1]))
+            return self._lazy("add", args[0], args[1])
         if kind == "sub":
-            return _Lazy("add", (args[0], _Lazy("mul", (sympy.S.NegativeOne, args[1]))))
+            return self._lazy("add", args[0], self._lazy("mul", sympy.S.NegativeOne, args[1]))
         if kind == "neg":
-            return _Lazy("mul", (sympy.S.NegativeOne, args[0]))
+            return self._lazy("mul", sympy.S.NegativeOne, args[0])
         if kind == "div":
-            return _Lazy("mul", (args[0], sympy.Pow(self.materialize(args[1]), -1)))
+            return self._lazy("mul", args[0], sympy.Pow(self.materialize(args[1]), -1))
         args = [self.materialize(a) for a in args]
         if self.opaque and op.derivative_of is not None and op.scalar is not None and op.label.endswith("′"):
             return op_function(op, node.attrs)(*args)
+        if _is_power(op) and _power_digits(args[0], args[1]) > MAX_EXACT_DIGITS:
+            args[0] = _inexact(args[0])  # 10**(10**10) exactly would not finish; 1.0e+10000000000 does
         out = op.sym(*[objarray(a) for a in args], **dict(node.attrs))
         return np.asarray(out, dtype=object).reshape(())[()]
 
@@ -186,8 +266,50 @@ class Builder:
                 stack.extend((p, False) for p in parts if isinstance(p, _Lazy) and id(p) not in memo)
             else:
                 vals = [memo[id(p)][1] if isinstance(p, _Lazy) else p for p in parts]
+                if lz.kind == "mul" and sum(_exact_digits(p) for p in vals) > MAX_EXACT_DIGITS:
+                    vals = [_inexact(p) if _exact_digits(p) else p for p in vals]
                 memo[id(lz)] = (lz, sympy.Mul(*vals) if lz.kind == "mul" else sympy.Add(*vals))
         return memo[id(v)][1]
+
+
+# ------------------------------------------------------- exact numbers
+_POWER: dict = {}
+
+
+def _is_power(op) -> bool:
+    """Whether an op's SymPy meaning is ``t0 ** t1`` (read from the meaning, once per op)."""
+    if op not in _POWER:
+        t = sympy.symbols("t0:2")
+        try:
+            _POWER[op] = op.nin == 2 and op.scalar is not None and sympy.sympify(op.scalar(*t)) == t[0] ** t[1]
+        except Exception:  # noqa: BLE001  a meaning that needs more than symbols is not a power
+            _POWER[op] = False
+    return _POWER[op]
+
+
+def _exact_digits(e: Any) -> float:
+    """Decimal digits of the exact rational numbers in a product's factor (0 for anything else)."""
+    if isinstance(e, sympy.Rational):
+        return (abs(e.p).bit_length() + e.q.bit_length()) * 0.30103
+    if isinstance(e, sympy.Pow):
+        return _exact_digits(e.base) * float(abs(e.exp)) if isinstance(e.exp, sympy.Rational) else 0.0
+    if isinstance(e, sympy.Mul):
+        return sum(_exact_digits(a) for a in e.args)
+    return 0.0
+
+
+def _power_digits(base: Any, exponent: Any) -> float:
+    """Digits of the exact numbers SymPy makes for ``base ** exponent`` (it distributes over products)."""
+    if not isinstance(exponent, sympy.Rational) or isinstance(base, sympy.Add):
+        return 0.0
+    return _exact_digits(base) * max(1.0, float(abs(exponent)))
+
+
+def _inexact(e: Any) -> Any:
+    """``e`` with its exact rational numbers (other than ±1) as floats."""
+    if isinstance(e, sympy.Rational):
+        return e if abs(e) == 1 else sympy.Float(e)
+    return e.xreplace({r: sympy.Float(r) for r in e.atoms(sympy.Rational) if abs(r) != 1})
 
 
 # ----------------------------------------------------------- keep sets
@@ -297,11 +419,31 @@ def tidy(expr: Any, full: bool = True) -> Any:
     light = sympy.factor_terms(expr)
     if ops_count(light) >= ops_count(expr):
         light = expr
-    if full and n <= SIMPLIFY_LIMIT:
+    if full and n <= SIMPLIFY_LIMIT and not _high_power(expr) and _depth(expr) <= SIMPLIFY_DEPTH \
+            and not expr.has(sympy.Piecewise):  # SymPy's case logic takes seconds on max(a, b)'s gradient
         simple = sympy.simplify(expr)
         if ops_count(simple) < ops_count(light):
             return simple
     return light
+
+
+def _depth(expr: Any) -> int:
+    """Nesting depth of a SymPy expression (without recursion)."""
+    depth, stack = 0, [(expr, 0)]
+    while stack:
+        e, d = stack.pop()
+        depth = max(depth, d)
+        stack.extend((a, d + 1) for a in e.args)
+    return depth
+
+
+def _high_power(expr: Any) -> bool:
+    """Whether ``expr`` has a power beyond :data:`SIMPLIFY_POWER_LIMIT` (or a float or huge exact number)."""
+    for p in expr.atoms(sympy.Pow):
+        e = p.exp
+        if e.is_Number and (not e.is_Rational or abs(e.p) > SIMPLIFY_POWER_LIMIT or e.q > SIMPLIFY_POWER_LIMIT):
+            return True
+    return any(_exact_digits(r) > 50 for r in expr.atoms(sympy.Rational))
 
 
 def expand_opaque(expr: Any, refold: dict) -> Any:
@@ -311,12 +453,41 @@ def expand_opaque(expr: Any, refold: dict) -> Any:
     return out.xreplace(refold) if refold else out
 
 
+class _Refold(dict):
+    """{meaning: symbol}, with the meaning of each symbol at hand (``without``)."""
+
+    def without(self, symbol: Any) -> Any:
+        """This map less the entry that gives ``symbol`` (a view: no copy of a map of thousands)."""
+        if not hasattr(self, "_inverse"):
+            self._inverse = {v: k for k, v in self.items()}
+        key = self._inverse.get(symbol)
+        return self if key is None else _Without(self, key)
+
+
+class _Without:
+    """A read-only view of a dict without one key, as ``xreplace`` reads a rule."""
+
+    def __init__(self, rule: dict, key: Any):
+        self.rule, self.key = rule, key
+
+    def __contains__(self, k: Any) -> bool:
+        return k in self.rule and k != self.key
+
+    def __getitem__(self, k: Any) -> Any:
+        if k == self.key:
+            raise KeyError(k)
+        return self.rule[k]
+
+    def __bool__(self) -> bool:
+        return len(self.rule) > 1
+
+
 def refold_map(symbols: dict) -> dict:
     """{meaning of a kept node in its inputs' symbols: its symbol}, for kept nodes of leaves/kept inputs.
 
     After ``a = σ(z)`` is kept, a later ``σ(z)(1 − σ(z))`` reads ``a(1 − a)``.
     """
-    out = {}
+    out = _Refold()
     for node, sym in symbols.items():
         if node.is_leaf or not node.op.elementwise or node.op.arith is not None:
             continue
@@ -369,6 +540,34 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
     >>> sg.formula(sg.grad(sg.sigmoid(w * x + b), w))
     x*(1 - sigmoid(b + w*x))*sigmoid(b + w*x)
     """
+    expr, _ = formula_with_definitions(node, keep, expand)
+    return expr
+
+
+def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict = False) -> tuple[Any, list]:
+    """:func:`formula` and the definitions of the intermediates it is written in.
+
+    A graph nested deeper than :data:`MAX_DEPTH` levels (a chain of
+    thousands of ops) cannot be one SymPy expression that prints: its
+    formula is then written in intermediates ``h₁, h₂, …`` (or the names of
+    the nodes where the nesting reached the limit).
+
+    Returns
+    -------
+    ``(formula, [(symbol, definition), ...])``, each definition after the
+    ones it uses; the list is empty for all but very deep graphs.
+
+    Examples
+    --------
+    >>> import symgrad as sg
+    >>> x = sg.var("x")
+    >>> h = x
+    >>> for _ in range(300):
+    ...     h = sg.sin(h)
+    >>> expr, defs = sg.formulas.build.formula_with_definitions(h)
+    >>> len(defs), defs[0][0], expr.free_symbols == {defs[-1][0]}
+    (7, h_1, True)
+    """
     if not isinstance(node, Node):
         raise GraphError(f"formula: expected a Node, got {type(node).__name__} ({node!r})")
     marks, nodes = keep_symbols(node, keep)
@@ -384,16 +583,17 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
         entries = np.asarray(out, dtype=object)
         entries = np.vectorize(lambda e: tidy(e, full=False), otypes=[object])(entries) if entries.size else entries
         if entries.ndim <= 2:
-            return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist())
-        return sympy.Array(entries.tolist())
+            return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist()), []
+        return sympy.Array(entries.tolist()), []
     if mode == DATA:
-        return tidy(np.asarray(Builder(EXPAND).define(node), dtype=object)[()])
+        return tidy(np.asarray(Builder(EXPAND).define(node), dtype=object)[()]), []
     symbols = {n: leaf_symbol(n.name, n.shape) for n in marks}
-    b = Builder(mode, symbols, opaque=keep is not None)
+    b = Builder(mode, symbols, opaque=keep is not None, taken={n.name for n in nodes if n.is_leaf and n.name})
     expr = b.define(node)
     if mode == MATRIX:
-        return expr
-    return finish(expr, symbols if keep is not None else None)
+        return expr, b.definitions()
+    defs = [(s, tidy(d, full=False)) for s, d in b.definitions()]
+    return finish(expr, symbols if keep is not None else None), defs
 
 
 def finish(expr: Any, symbols: dict | None, own: Any = None, refold: dict | None = None) -> Any:
@@ -407,7 +607,8 @@ def finish(expr: Any, symbols: dict | None, own: Any = None, refold: dict | None
         return expr
     short = tidy(expr, full=False)
     refold = refold_map(symbols) if refold is None else refold
-    expanded = expand_opaque(expr, {k: v for k, v in refold.items() if v != own})
+    rule = refold.without(own) if isinstance(refold, _Refold) else {k: v for k, v in refold.items() if v != own}
+    expanded = expand_opaque(expr, rule)
     if expanded == expr:
         return short
     long = tidy(expanded, full=False)

@@ -209,7 +209,8 @@ def chain_rule(y: Node, x: Node, feeds: Mapping | None = None) -> ChainRule:
     raw_paths.sort(key=lambda p: tuple(n.id for n in p))
     on_path = {n for p in raw_paths for n in p} | {x, y}
     symbols = _symbols(graph, y, on_path)
-    builder = Builder(SCALAR, {n: s for n, s in symbols.items() if not n.is_leaf})
+    taken = {n.name for n in graph.order if n.name} | {str(s) for s in symbols.values()}
+    builder = Builder(SCALAR, {n: s for n, s in symbols.items() if not n.is_leaf}, taken=taken)
     refold = refold_map({n: s for n, s in symbols.items() if not n.is_leaf})
 
     edges: dict[tuple, Node] = {}
@@ -234,12 +235,15 @@ def chain_rule(y: Node, x: Node, feeds: Mapping | None = None) -> ChainRule:
     total = tidy(sympy.Add(*[p.product for p in paths]))
     value = float(sum(p.value for p in paths)) if have_numbers else None
 
-    closed_builder = Builder(SCALAR)
+    closed_builder = Builder(SCALAR, taken=taken)
     closed = {s: closed_builder.value(n) for n, s in symbols.items() if not n.is_leaf}
     used = set().union(*[f.expr.free_symbols for p in paths for f in p.factors], {symbols[y], symbols[x]},
                        {s for n, s in symbols.items() if n in on_path})
-    definitions = [(symbols[n], tidy(builder.define(n), full=False)) for n in graph.order
+    definitions = [(n, symbols[n], tidy(builder.define(n), full=False)) for n in graph.order
                    if n in symbols and not n.is_leaf and symbols[n] in used]
+    # values nested too deep to print in one piece are intermediates h₁, h₂, … of their own
+    definitions += [(n, sym, tidy(d, full=False)) for n, (sym, d) in builder.cuts.items()]
+    definitions = [(sym, d) for _, sym, d in sorted(definitions, key=lambda t: t[0].id)]
     return ChainRule(y, x, symbols, definitions, paths, total, value, closed)
 
 

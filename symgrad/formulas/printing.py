@@ -125,10 +125,27 @@ class Printable:
         return "$$" + self.latex() + "$$"
 
 
+class WithDefinitions(Printable):
+    """A formula written in intermediates (a graph too deep for one expression) and their definitions."""
+
+    def __init__(self, expr: Any, definitions: list):
+        self.expr, self.definitions = expr, list(definitions)
+
+    def pretty(self) -> str:
+        lines = [to_pretty(self.expr), "where"]
+        lines += [join_pretty(["  ", s, " = ", d]) for s, d in self.definitions]
+        return "\n".join(lines)
+
+    def latex(self) -> str:
+        defs = r",\; ".join(r"%s = %s" % (to_latex(s), to_latex(d)) for s, d in self.definitions)
+        return to_latex(self.expr) + r"\qquad \text{where } " + defs
+
+
 def _resolve(obj: Any, what: str, kwargs: dict) -> Any:
     if isinstance(obj, Node):
-        from .build import formula
-        return formula(obj, **kwargs)
+        from .build import formula_with_definitions
+        expr, defs = formula_with_definitions(obj, **kwargs)
+        return WithDefinitions(expr, defs) if defs else expr
     if kwargs:
         raise GraphError(f"{what}: formula options {sorted(kwargs)} only apply to a Node")
     if isinstance(obj, (sympy.Basic, sympy.MatrixBase, sympy.NDimArray, Printable, int, float)):
