@@ -395,7 +395,4 @@ def squeeze(x: Any, axis: Any = None, name: str | None = None) -> Node:
     if not axes:
         return x
     target = tuple(d for k, d in enumerate(x.shape) if k not in axes)
-    try:
-        return reshape(x, target, name=name)
-    except ShapeError:  # a reshape with several named dims: take entry 0 of each size-1 axis instead
-        return getitem(x, tuple(0 if k in axes else slice(None) for k in range(x.ndim)), name=name)
+    return reshape(x, target, name=name)
