@@ -131,6 +131,10 @@ def parse(text: str, *, params: Iterable[str] = (), values: Mapping[str, float] 
     """
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    if isinstance(params, str) or not isinstance(params, Iterable) or not all(isinstance(p, str) for p in params):
+        raise ParseError(f"params must be a list of names, got {params!r}")
+    if values is not None and not isinstance(values, Mapping):
+        raise ParseError(f"values must be a mapping of names to numbers, got {type(values).__name__}")
     if len(text) > MAX_LENGTH:
         raise ParseError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
     if not text.strip():

@@ -284,7 +284,9 @@ def test_sums_broadcasts_and_softmax_print_in_matrix_notation():
 def test_tensor_errors():
     T = sg.var("T", shape=(2, 2, 2))
     with pytest.raises(sg.ShapeError, match=r"T has shape \(2, 2, 2\)"):
-        sg.formula(sg.sum(T * 2.0))
+        sg.formula(sg.sum(T * 2.0), notation="matrix")  # rank 3 has no matrix form (auto: index notation)
+    with pytest.raises(sg.GraphError, match="notation must be one of"):
+        sg.formula(T * 2.0, notation="tensor")
     X = sg.var("X", shape=("batch", 2))
     with pytest.raises(sg.ShapeError, match="expand needs a size for dim 'batch'"):
         sg.formula(X * 2.0, expand=True)
@@ -307,7 +309,7 @@ def test_expand_entries_match_finite_differences_and_sympy_diff():
     assert isinstance(E, sympy.Matrix) and E.shape == (2, 2)
     assert sympy.Symbol("W[0,1]", real=True) in E[0, 1].free_symbols
     # each entry is ∂L/∂W[i,j] of the expanded loss
-    loss = sg.formula(L, expand={"batch": 2})[0, 0]
+    loss = sg.formula(L, expand={"batch": 2})  # a scalar node: its one formula, not a 1×1 matrix
     for i in range(2):
         for j in range(2):
             assert same(sympy.diff(loss, sympy.Symbol(f"W[{i},{j}]", real=True)), E[i, j])

@@ -125,3 +125,23 @@ def test_matmul_index_form_computes_to_evaluate(sa, sb):
     assert not f.opaque
     np.testing.assert_allclose(f.numeric({"A": av, "B": bv, "batch": 2}), sg.evaluate(A @ B, {"A": av, "B": bv}),
                                rtol=1e-12)
+
+
+def test_formula_pretty_and_latex_use_index_notation_beyond_rank_2():
+    X = sg.var("X", shape=("batch", 3, 4))
+    w = sg.param("w", np.arange(4.0))
+    Z = (X * w).sum(axis=2).named("Z")
+    f = sg.formula(Z)
+    assert sg.pretty(Z) == f.pretty() == "Z[i,j] = Σ X[i,j,k]⋅w[k]\n         k"
+    assert sg.latex(Z) == r"Z_{i,j} = \sum_{k} X_{i,j,k} w_{k}"
+    np.testing.assert_allclose(f.numeric({"X": XV, "w": w.value, "batch": 2}), sg.evaluate(Z, {"X": XV}))
+    # asked for, index notation works for matrices too, and keep= writes kept nodes by name
+    A = sg.var("A", shape=(2, 3))
+    H = sg.tanh(A @ sg.param("W", np.ones((3, 2)))).named("H")
+    assert sg.pretty(sg.sum(H * H, axis=1), keep="named", notation="index") == (
+        "               2\n"
+        "y[i] = Σ H[i,j]\n"
+        "       j")
+    # a scalar node expanded is its one formula
+    x = sg.var("x")
+    assert sg.formula(x * 2.0, expand=True) == 2 * sympy.Symbol("x", real=True)

@@ -294,3 +294,17 @@ def test_evaluate_and_op_arguments_of_the_wrong_kind_are_typed_errors():
         sg.softmax(X, axis=(0, 1))
     with pytest.raises(sg.ShapeError, match="keepdims"):
         sg.sum(X, keepdims="no")
+
+
+def test_parse_and_formula_options_of_the_wrong_kind_are_typed_errors():
+    x = sg.var("x")
+    with pytest.raises(sg.ParseError, match="params"):
+        sg.parse("x", params=5)
+    with pytest.raises(sg.ParseError, match="values"):
+        sg.parse("x", values=5)
+    with pytest.raises(sg.GraphError, match="expand"):
+        sg.formula(x * 2.0, expand="abc")
+    with pytest.raises(sg.GraphError, match="expand"):
+        sg.formula(x * 2.0, expand={"batch": 0})
+    with pytest.raises(sg.GraphError, match="unknown formula option"):
+        sg.pretty(x * 2.0, bogus=1)

@@ -509,7 +509,10 @@ def ops_count(expr: Any) -> int:
 
 
 # ---------------------------------------------------------------- formula
-def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
+NOTATIONS = ("auto", "matrix", "index")
+
+
+def formula(node: Node, keep: Any = None, expand: bool | dict = False, notation: str = "auto") -> Any:
     """The formula of ``node`` as a SymPy object.
 
     Parameters
@@ -522,14 +525,19 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
         their names.
     expand : ``True`` (or a dict binding symbolic dims, ``{"batch": 2}``)
         for one scalar formula per entry of a tensor node.
+    notation : ``"matrix"``, ``"index"``, or ``"auto"``: matrix notation where
+        it exists (every node of rank ≤ 2), index notation otherwise.
 
     Returns
     -------
     ``sympy.Expr`` for scalar graphs (simplified when small); a SymPy
     matrix expression (``X W₁ + 𝟙 b₁ᵀ``, ``Wᵀ δ ⊙ σ′(Z)``) for tensor
-    graphs; a ``sympy.Matrix`` of entry formulas with ``expand``
-    (``sympy.Array`` beyond two dims).  Leaves are real symbols named by
-    the node name; float constants become exact rationals (0.1 -> 1/10).
+    graphs; in index notation a :class:`~symgrad.formulas.index.IndexFormula`
+    (``Z[i,j,k] = Σ …``, printable, with ``.rhs`` the SymPy expression and
+    ``.numeric(values)``); a ``sympy.Matrix`` of entry formulas with ``expand``
+    (``sympy.Array`` beyond two dims; the formula itself for a scalar node).
+    Leaves are real symbols named by the node name; float constants become
+    exact rationals (0.1 -> 1/10).
 
     Examples
     --------
@@ -540,11 +548,12 @@ def formula(node: Node, keep: Any = None, expand: bool | dict = False) -> Any:
     >>> sg.formula(sg.grad(sg.sigmoid(w * x + b), w))
     x*(1 - sigmoid(b + w*x))*sigmoid(b + w*x)
     """
-    expr, _ = formula_with_definitions(node, keep, expand)
+    expr, _ = formula_with_definitions(node, keep, expand, notation)
     return expr
 
 
-def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict = False) -> tuple[Any, list]:
+def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict = False,
+                             notation: str = "auto") -> tuple[Any, list]:
     """:func:`formula` and the definitions of the intermediates it is written in.
 
     A graph nested deeper than :data:`MAX_DEPTH` levels (a chain of
@@ -570,7 +579,11 @@ def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict =
     """
     if not isinstance(node, Node):
         raise GraphError(f"formula: expected a Node, got {type(node).__name__} ({node!r})")
+    _check_options(expand, notation)
     marks, nodes = keep_symbols(node, keep)
+    if expand is False and (notation == "index" or (notation == "auto" and any(n.ndim > 2 for n in nodes))):
+        from .index import index_formula
+        return index_formula(node, {n: n.name for n in marks}), []
     mode = mode_for(node, nodes, expand, keep)
     dims = expand if isinstance(expand, dict) else {}
     if mode == EXPAND:
@@ -582,6 +595,8 @@ def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict =
         out = b.define(node)
         entries = np.asarray(out, dtype=object)
         entries = np.vectorize(lambda e: tidy(e, full=False), otypes=[object])(entries) if entries.size else entries
+        if entries.ndim == 0:  # a scalar node: its one formula
+            return entries[()], []
         if entries.ndim <= 2:
             return sympy.Matrix(entries.reshape(notation_shape(entries.shape)).tolist()), []
         return sympy.Array(entries.tolist()), []
@@ -594,6 +609,17 @@ def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict =
         return expr, b.definitions()
     defs = [(s, tidy(d, full=False)) for s, d in b.definitions()]
     return finish(expr, symbols if keep is not None else None), defs
+
+
+def _check_options(expand: Any, notation: Any) -> None:
+    if notation not in NOTATIONS:
+        raise GraphError(f"formula: notation must be one of {NOTATIONS}, got {notation!r}")
+    if isinstance(expand, dict):
+        for k, v in expand.items():
+            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise GraphError(f"formula: expand binds named dims to positive sizes, got {k!r}: {v!r}")
+    elif not isinstance(expand, bool):
+        raise GraphError(f"formula: expand must be True, False or a dict of dim sizes, got {expand!r}")
 
 
 def finish(expr: Any, symbols: dict | None, own: Any = None, refold: dict | None = None) -> Any:

@@ -31,6 +31,7 @@ from sympy import Indexed, IndexedBase
 from ..errors import FeedError, GraphError, ShapeError
 from ..graph import Node
 from .notation import const_number, dim
+from .printing import Printable
 
 #: the letters index symbols are drawn from, in order (output indices first, then summation indices)
 LETTERS = "ijklmnpqrstuvwxyzabcdefgh"
@@ -441,7 +442,7 @@ def _printers():
     return IndexLatex, IndexPretty
 
 
-class IndexFormula:
+class IndexFormula(Printable):
     """``lhs[indices] = rhs``: a node's entries in index notation (a :class:`~.printing.Printable`).
 
     ``indices`` are the free indices (one per axis of the node, with
@@ -466,12 +467,6 @@ class IndexFormula:
             return "\n".join(line.rstrip() for line in out.render(wrap_line=False).splitlines())
         finally:
             pretty_use_unicode(flag)
-
-    def __str__(self) -> str:
-        return self.pretty()
-
-    def _repr_latex_(self) -> str:
-        return "$$" + self.latex() + "$$"
 
     def numeric(self, values: Mapping[str, Any]) -> np.ndarray:
         """Every entry of the formula, from values of its tensors and named dims (by name)."""

@@ -144,6 +144,9 @@ class WithDefinitions(Printable):
 def _resolve(obj: Any, what: str, kwargs: dict) -> Any:
     if isinstance(obj, Node):
         from .build import formula_with_definitions
+        unknown = sorted(set(kwargs) - {"keep", "expand", "notation"})
+        if unknown:
+            raise GraphError(f"{what}: unknown formula option(s) {unknown}; the options are keep, expand, notation")
         expr, defs = formula_with_definitions(obj, **kwargs)
         return WithDefinitions(expr, defs) if defs else expr
     if kwargs:
