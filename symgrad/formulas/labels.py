@@ -92,5 +92,8 @@ def apply_pretty(printer, label: str, operands) -> object:
         pform = printer._print(operands[0])
     else:
         pform = printer._print_seq(operands, None, None, ", ")
-    pform = prettyForm(*pform.parens())
-    return prettyForm(*pform.left(label), binding=prettyForm.FUNC)
+    args = prettyForm(*pform.parens())
+    head = prettyForm(label)
+    out = prettyForm(*head.right(args), binding=prettyForm.FUNC)
+    out.prettyFunc, out.prettyArgs = head, args  # what SymPy's power printing reads for f(x)² and A^{∘2}
+    return out
