@@ -25,3 +25,25 @@ def test_hessian_vector_product_prints_its_hadamard_power_of_an_op_without_crash
     rng = np.random.default_rng(0)
     values = {"X": rng.normal(size=(4, 3)), "v": rng.normal(size=(3, 2)), "W": np.ones((3, 2)), "batch": 4}
     _close(sg.formula(hvp), values, hvp)
+
+
+def test_constant_factor_on_a_named_node_stays_a_number_not_a_delta_symbol():
+    w, x = sg.param("w", 0.5), sg.var("x")
+    a = sg.sigmoid(w * x).named("a")
+    eqs = sg.backprop_equations((3 * a).named("L"))
+    assert str(eqs) == ("forward:\n  a = σ(w⋅x)\n  L = 3⋅a\n"
+                        "backward:\n  δ_a = 3\n  ∂L/∂w = 3⋅x⋅σ′(w⋅x)")
+    got = eqs.evaluate({"x": 2.0})
+    want = sg.evaluate(sg.grad(3 * sg.sigmoid(w * x), [w])[0], {"x": 2.0})
+    assert float(got["δ_a"]) == 3.0
+    assert float(got["∂L/∂w"]) == pytest.approx(float(want), rel=1e-12)
+
+
+def test_named_node_that_is_its_own_adjoint_keeps_its_name_in_the_forward_equations():
+    w, x = sg.param("w", 0.5), sg.var("x")
+    a = sg.sigmoid(w * x).named("a")
+    eqs = sg.backprop_equations((a * a / 2).named("L"))
+    assert eqs.forward[1].rhs == eqs.forward[0].lhs ** 2 / 2
+    got = eqs.evaluate({"x": 2.0})
+    want = sg.evaluate(sg.grad(sg.sigmoid(w * x) ** 2 / 2, [w])[0], {"x": 2.0})
+    assert float(got["∂L/∂w"]) == pytest.approx(float(want), rel=1e-12)

@@ -224,8 +224,9 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
 
     backward = list(reversed(graph.order))
     deltas: dict[Node, Any] = {}
+    forward_nodes = set(graph.order)  # an adjoint that is a forward node (3 in L = 3a, a in L = a²/2) is no δ
     for n in backward:
-        if n in symbols and n is not loss and n in adj and adj[n] not in deltas:
+        if n in symbols and n is not loss and n in adj and adj[n] not in deltas and adj[n] not in forward_nodes:
             deltas[adj[n]] = leaf_symbol(DELTA + name_of[n], n.shape)
     back_nodes = Graph(list(adj.values())).order
     mode = SCALAR if all(n.shape == () for n in graph.order + back_nodes) else MATRIX
