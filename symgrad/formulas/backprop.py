@@ -77,15 +77,24 @@ class BackpropEquations(Printable):
     def labels(self) -> list[str]:
         return [_label(self.loss_symbol, eq) for eq in self.equations]
 
+    def _line(self, e: Equation) -> str:
+        if isinstance(e.rhs, Printable):  # index notation: the formula writes its own left-hand side
+            return "\n".join("  " + ln for ln in e.rhs.pretty().splitlines())
+        return join_pretty(["  ", self.lhs_text(e), " = ", e.rhs])
+
     def pretty(self) -> str:
-        lines = ["forward:"] + [join_pretty(["  ", self.lhs_text(e), " = ", e.rhs]) for e in self.forward]
-        lines += ["backward:"] + [join_pretty(["  ", self.lhs_text(e), " = ", e.rhs]) for e in self.equations]
+        lines = ["forward:"] + [self._line(e) for e in self.forward]
+        lines += ["backward:"] + [self._line(e) for e in self.equations]
         return "\n".join(lines)
 
     def latex(self) -> str:
         """The forward definitions and the backward equations as one LaTeX ``aligned`` block."""
-        rows = [r"%s &= %s" % (self.lhs_latex(e), to_latex(e.rhs)) for e in self.forward]
-        back = [r"%s &= %s" % (self.lhs_latex(e), to_latex(e.rhs)) for e in self.equations]
+        def row(e):
+            if isinstance(e.rhs, Printable):
+                return e.rhs.latex().replace(" = ", " &= ", 1)
+            return r"%s &= %s" % (self.lhs_latex(e), to_latex(e.rhs))
+        rows = [row(e) for e in self.forward]
+        back = [row(e) for e in self.equations]
         sep = r" \\[6pt] " if rows and back else ""
         return r"\begin{aligned}" + r" \\ ".join(rows) + sep + r" \\ ".join(back) + r"\end{aligned}"
 
@@ -113,6 +122,12 @@ class BackpropEquations(Printable):
             shapes[node] = np.shape(val)
         out = {}
         for eq in self.equations:
+            if isinstance(eq.rhs, Printable):  # index notation
+                val = eq.rhs.numeric(env)
+                out[_label(self.loss_symbol, eq)] = val
+                if eq.kind == "delta":
+                    env[str(eq.lhs)] = val
+                continue
             val = numeric(eq.rhs, env)
             shape = eq.node.shape if eq.kind == "grad" else shapes.get(eq.node, np.shape(val))
             val = np.asarray(val, dtype=np.float64).reshape(_concrete(shape, env))
@@ -144,6 +159,45 @@ def _is_activation(n: Node) -> bool:
     return n.op.activation
 
 
+def _index_equations(loss: Node, loss_symbol: Any, graph: Graph, adj: dict, targets: list,
+                     name_of: dict) -> BackpropEquations:
+    """The same system in index notation: every equation an :class:`~.index.IndexFormula`
+    (``δ_Z[n,o,i,j] = …``, ``∂L/∂W[o,c,p,q] = Σ_{n,i,j} δ_Z[n,o,i,j]·X[…]``)."""
+    from .index import index_formula
+    names: dict[Node, str] = {n: name_of[n] for n in graph.order if n in name_of}
+    names[loss] = str(loss_symbol)
+    backward = list(reversed(graph.order))
+    deltas: dict[Node, str] = {}
+    for n in backward:
+        if n in names and n is not loss and n in adj and adj[n] not in deltas:
+            deltas[adj[n]] = DELTA + names[n]
+    kept = {**names, **deltas}
+
+    def formula(node: Node, own: str, label: str):
+        return index_formula(node, {k: v for k, v in kept.items() if v != own}, name=label)
+
+    forward = [Equation("forward", n, sympy.Symbol(names[n]), formula(n, names[n], names[n]), None)
+               for n in graph.order if n in names and n is not loss]
+    position = {n: i for i, n in enumerate(backward)}
+    due: dict[int, list[Node]] = {}
+    for t in targets:
+        if t in adj:
+            users = [position[c] for c in graph.nx.successors(t) if c in adj]
+            due.setdefault(max(users, default=-1), []).append(t)
+
+    def grad_eq(t: Node) -> Equation:
+        sym = _target_symbol(t)
+        return Equation("grad", t, sym, formula(adj[t], "", f"∂{loss_symbol}/∂{sym}"), adj[t])
+
+    equations = [grad_eq(t) for t in due.get(-1, [])]
+    for i, n in enumerate(backward):
+        if n in names and n is not loss and n in adj:
+            own = DELTA + names[n]
+            equations.append(Equation("delta", n, sympy.Symbol(own), formula(adj[n], own, own), adj[n]))
+        equations += [grad_eq(t) for t in due.get(i, [])]
+    return BackpropEquations(loss, loss_symbol, forward, equations, name_of)
+
+
 def textbook_names(graph: Graph, loss: Node) -> dict[Node, str]:
     """Names for the activations of an all-unnamed graph (a1, a2, …) and their inputs (z1, z2, …);
     capitals for matrices; numbers taken by existing leaf names are skipped."""
@@ -168,7 +222,7 @@ def textbook_names(graph: Graph, loss: Node) -> dict[Node, str]:
 
 
 def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
-                       auto_names: bool = True) -> BackpropEquations:
+                       auto_names: bool = True, notation: str = "auto") -> BackpropEquations:
     """The backward pass of ``loss`` as an ordered system of equations.
 
     Parameters
@@ -178,6 +232,9 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
     auto_names : when no intermediate node is named, name the activations
         and their inputs a₁, z₁, … (A₁, Z₁ for matrices) so each gets its δ;
         ``False`` writes each gradient in the leaves only.
+    notation : ``"auto"`` (matrix notation where every node has rank ≤ 2,
+        index notation otherwise: a CNN, attention over (batch, heads, seq, d)),
+        ``"matrix"`` or ``"index"``.
 
     Returns
     -------
@@ -218,7 +275,12 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
             raise GraphError(f"backprop_equations: two different nodes are both named {n.name!r}")
     if loss.name is None and loss_name in by_name:
         raise GraphError(f"backprop_equations: name the loss (loss.named(...)); {loss_name!r} is taken")
+    if notation not in ("auto", "matrix", "index"):
+        raise GraphError(f"backprop_equations: notation must be 'auto', 'matrix' or 'index', got {notation!r}")
     loss_symbol = leaf_symbol(loss_name, ())
+    if notation == "index" or (notation == "auto" and any(
+            n.ndim > 2 for n in graph.order + Graph(list(adj.values())).order)):
+        return _index_equations(loss, loss_symbol, graph, adj, targets, name_of)
     symbols: dict[Node, Any] = {n: leaf_symbol(name_of[n], n.shape) for n in named}
     symbols[loss] = loss_symbol
 

@@ -37,6 +37,33 @@ from .printing import Printable
 LETTERS = "ijklmnpqrstuvwxyzabcdefgh"
 
 
+class Iverson(sympy.Function):
+    """``[a = b]``: 1 where the two indices are equal, else 0 (an Iverson bracket; unlike a
+    Piecewise, SymPy never moves it out of the Σ it stands in)."""
+
+    nargs = 2
+    is_real = True
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return sympy.Integer(1)
+        if (a - b).is_nonzero:
+            return sympy.Integer(0)
+        return None
+
+    def _latex(self, printer):
+        return r"\left[%s = %s\right]" % (printer._print(self.args[0]), printer._print(self.args[1]))
+
+    def _pretty(self, printer):
+        from sympy.printing.pretty.stringpict import prettyForm
+        inner = prettyForm(*printer._print(self.args[0]).right(" = ", printer._print(self.args[1])))
+        return prettyForm(*inner.parens("[", "]"))
+
+    def _sympystr(self, printer):
+        return "[%s = %s]" % (printer._print(self.args[0]), printer._print(self.args[1]))
+
+
 @functools.lru_cache(maxsize=None)
 def index_symbol(name: str) -> sympy.Symbol:
     """An index: a non-negative integer symbol."""
@@ -85,7 +112,11 @@ class IndexBuilder:
         return tuple(self.dummy(d) for d in shape)
 
     def sum(self, expr: sympy.Expr, *indices: sympy.Symbol) -> sympy.Expr:
-        """Σ over ``indices`` (each over its extent)."""
+        """Σ over ``indices`` (each over its extent; an index over one entry is that entry, 0)."""
+        single = [k for k in indices if self.extent[k] == 1]
+        if single:
+            expr = sympy.sympify(expr).xreplace({k: sympy.Integer(0) for k in single})
+            indices = tuple(k for k in indices if k not in single)
         if not indices:
             return expr
         return sympy.Sum(expr, *[(k, 0, dim(self.extent[k]) - 1) for k in indices])
@@ -336,6 +367,8 @@ class _Eval:
                 v = self._eval(val)
                 out = v if out is None else np.where(self._cond(cond), v, out)
             return out
+        if isinstance(e, Iverson):
+            return np.equal(self._eval(e.args[0]), self._eval(e.args[1])).astype(np.float64)
         from .opclasses import OpFunction
         if isinstance(e, OpFunction):
             return self._eval(e.meaning())
@@ -398,7 +431,7 @@ def _lambdified(func: Any, nargs: int) -> Callable:
     return sympy.lambdify(ts, func(*ts), modules=[NUMPY_FUNCS, "numpy"])
 
 
-__all__ = ["IndexBuilder", "index_symbol", "numeric", "reshape_index", "LETTERS"]
+__all__ = ["IndexBuilder", "Iverson", "index_symbol", "numeric", "reshape_index", "LETTERS"]
 
 
 # ---------------------------------------------------------------- printing
@@ -417,7 +450,13 @@ def _printers():
             return r"\sum_{%s} %s" % (",".join(self._print(k) for k, _, _ in expr.limits), body)
 
         def _print_Indexed(self, expr):
-            return "%s_{%s}" % (self._print(expr.base.label), ",".join(self._print(i) for i in expr.indices))
+            label = str(expr.base.label)
+            if label.startswith("∂") and "/∂" in label:  # ∂L/∂W: a gradient's entries
+                num, den = label[1:].split("/∂", 1)
+                head = r"\frac{\partial %s}{\partial %s}" % (self._print(sympy.Symbol(num)), self._print(sympy.Symbol(den)))
+            else:
+                head = self._print(expr.base.label)
+            return "%s_{%s}" % (head, ",".join(self._print(i) for i in expr.indices))
 
     class IndexPretty(_Pretty):
         def _print_Sum(self, expr):

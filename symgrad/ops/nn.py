@@ -95,7 +95,8 @@ def _sym_one_hot(y, num_classes):
 
 def _one_hot_index(node: Node, idx: tuple, ix):
     """one_hot(y)[…, c] = [y[…] = c]."""
-    return sympy.Piecewise((1, sympy.Eq(ix.entry(node.inputs[0], idx[:-1]), idx[-1])), (0, True))
+    from ..formulas.index import Iverson
+    return Iverson(ix.entry(node.inputs[0], idx[:-1]), idx[-1])
 
 
 register(OpDef("one_hot", 1, _one_hot_shape, runtime.one_hot, _sym_one_hot, vjp=None, label="one-hot",

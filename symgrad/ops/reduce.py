@@ -142,7 +142,10 @@ register(OpDef("count", 1, _count_shape, runtime.count,
                lambda x, axis=None: objarray(sympy.Integer(int(np.prod(
                    [x.shape[a] for a in (range(x.ndim) if axis is None else axis)], dtype=np.int64)))),
                vjp=lambda n, g, needs: (None,), label="N", attr_names=("axis",),
-               matrix=lambda n, a, mx: mx.count(n, a), foldable=False, rewrite=_rewrite_count))
+               matrix=lambda n, a, mx: mx.count(n, a), foldable=False, rewrite=_rewrite_count,
+               index=lambda n, idx, ix: sympy.Mul(*[ix.dim(n.inputs[0].shape[a]) for a in
+                                                   (range(n.inputs[0].ndim) if n.attr("axis") is None
+                                                    else n.attr("axis"))])))
 
 
 def _reduction(opname: str, x, axis, keepdims: bool, name) -> Node:
