@@ -69,3 +69,30 @@ def test_notation_option_is_checked_and_index_works_for_matrices_too():
         "  ∂L/∂W[i,j] = Σ tanh′⎛Σ W[l,j]⋅X[k,l]⎞⋅X[k,i]⋅δ_H[k,j]",
         "               k      ⎝l              ⎠"]
     _check(eqs, L, [W], {"X": RNG.normal(size=(4, 3))})
+
+
+def test_transformer_block_backprop_equations_compute_the_gradient():
+    seq, d, heads = 3, 4, 2
+    X = sg.var("X", shape=("batch", seq, d))
+    Wq, Wk, Wv, Wo = (sg.param(n, RNG.normal(size=(d, d)) * 0.4) for n in ("Wq", "Wk", "Wv", "Wo"))
+    W1, W2 = sg.param("W1", RNG.normal(size=(d, 8)) * 0.4), sg.param("W2", RNG.normal(size=(8, d)) * 0.4)
+    g1 = sg.param("g1", np.ones(d))
+
+    def split(T):
+        return T.reshape("batch", seq, heads, d // heads).transpose(0, 2, 1, 3)
+
+    def merge(T):
+        return T.transpose(0, 2, 1, 3).reshape("batch", seq, d)
+
+    def layer_norm(T, g):
+        return (T - sg.mean(T, axis=-1, keepdims=True)) / sg.sqrt(sg.variance(T, axis=-1, keepdims=True) + 1e-5) * g
+
+    Q, K, V = split(X @ Wq), split(X @ Wk), split(X @ Wv)
+    P = sg.softmax(sg.einsum("bhqd,bhkd->bhqk", Q, K) / np.sqrt(d // heads), axis=-1).named("P")
+    A = (merge(sg.einsum("bhqk,bhkd->bhqd", P, V)) @ Wo).named("A")
+    H = layer_norm(X + A, g1).named("H")                      # residual, then layer norm
+    F = (sg.relu(H @ W1) @ W2).named("F")                     # the feed-forward part
+    L = sg.sum((H + F) ** 2).named("L")
+    eqs = sg.backprop_equations(L)
+    assert {str(e.lhs) for e in eqs.equations} >= {"δ_F", "δ_H", "δ_A", "δ_P", "W1", "Wq", "g1"}
+    _check(eqs, L, [Wq, Wk, Wv, Wo, W1, W2, g1], {"X": RNG.normal(size=(2, seq, d))})
