@@ -47,3 +47,19 @@ def test_named_node_that_is_its_own_adjoint_keeps_its_name_in_the_forward_equati
     got = eqs.evaluate({"x": 2.0})
     want = sg.evaluate(sg.grad(sg.sigmoid(w * x) ** 2 / 2, [w])[0], {"x": 2.0})
     assert float(got["∂L/∂w"]) == pytest.approx(float(want), rel=1e-12)
+
+
+def test_matrix_sum_keeps_the_minus_before_a_negative_fraction_coefficient():
+    Y, Z = sg.var("Y", shape=("batch", 3)), sg.var("Z", shape=("batch", 3))
+    g = sg.grad(-sg.sum(Y * Z) - sg.mean(Z * Z), Z)
+    assert sg.pretty(g) == ("        2     \n"
+                            "-Y - ───────⋅Z\n"
+                            "     3⋅batch  ")
+    rng = np.random.default_rng(1)
+    _close(sg.formula(g), {"Y": rng.normal(size=(4, 3)), "Z": rng.normal(size=(4, 3)), "batch": 4}, g)
+
+
+def test_matrix_difference_prints_one_minus_sign():
+    A, B = sg.var("A", shape=(2, 3)), sg.var("B", shape=(2, 3))
+    assert sg.pretty(A - B) == "-B + A"
+    assert sg.pretty(A - 2 * B) == "-2⋅B + A"

@@ -87,6 +87,22 @@ class _Pretty(PrettyPrinter):
         circ_exp = prettyForm(*stringPict.next("∘", self._print(expr.exp)), binding=prettyForm.LINE)
         return base ** circ_exp
 
+    def _print_MatAdd(self, expr):
+        # SymPy writes a term with a negative coefficient after a bare space, trusting its text to start
+        # with "-"; a negative fraction puts the sign inside the numerator and the sum read as a product
+        from sympy.printing.pretty.stringpict import stringPict
+        out = None
+        for item in expr.args:
+            if out is None:
+                out = self._print(item)
+                continue
+            coeff = item.as_coeff_mmul()[0] if hasattr(item, "as_coeff_mmul") else sympy.Integer(1)
+            if sympy.S(coeff).could_extract_minus_sign():
+                out = prettyForm(*stringPict.next(out, " - ", self._print(-item)))
+            else:
+                out = prettyForm(*stringPict.next(out, " + ", self._print(item)))
+        return out
+
     def _print_Max(self, expr):  # max(a, b) in 2-D, as in the LaTeX (SymPy's default is one-line "Max(a, b)")
         return self._named_call("max", expr.args)
 
