@@ -63,3 +63,14 @@ def test_matrix_difference_prints_one_minus_sign():
     A, B = sg.var("A", shape=(2, 3)), sg.var("B", shape=(2, 3))
     assert sg.pretty(A - B) == "-B + A"
     assert sg.pretty(A - 2 * B) == "-2⋅B + A"
+
+
+def test_vector_dot_vector_prints_as_x_transpose_w_not_as_a_call():
+    x, w, b = sg.var("x", shape=(3,)), sg.var("w", shape=(3,)), sg.var("b")
+    y = x @ w + b
+    assert sg.pretty(y) == ("     T  \n"
+                            "b + x ⋅w")
+    assert sg.latex(y) == "b + x^{T} w"
+    assert sg.latex((x @ w) ** 2) == r"\left(x^{T} w\right)^{2}"
+    values = {"x": np.array([1.0, -2.0, 0.5]), "w": np.array([0.3, 0.1, -4.0]), "b": 0.25}
+    _close(sg.formula(y), values, y)

@@ -66,11 +66,31 @@ class _OpMixin:
     def _ndims(self) -> tuple:
         return ()
 
+    def _written_out(self) -> Any:
+        """The form this op use prints as, when matrix notation has one: a vector·vector product is ``xᵀw``."""
+        style = getattr(self.op.notation, "style", None)
+        if style == "product" and tuple(self.in_ndims) == (1, 1) and len(self.operands) == 2:
+            a, b = self.operands
+            return sympy.MatMul(sympy.Transpose(a), b)
+        return None
+
+    @property
+    def precedence(self) -> int:  # read by SymPy's printers for parentheses: xᵀw binds as a product
+        from sympy.printing.precedence import PRECEDENCE
+        return PRECEDENCE["Mul"] if self._written_out() is not None else PRECEDENCE["Atom"]
+
     def _latex(self, printer, exp=None):
+        form = self._written_out()
+        if form is not None:
+            body = printer._print(form)
+            return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
         label, sub = self._label_parts()
         return apply_latex(latex_label(label), sub, [printer._print(a) for a in self.operands], exp)
 
     def _pretty(self, printer):
+        form = self._written_out()
+        if form is not None:
+            return printer._print(form)
         label, sub = self._label_parts()
         return apply_pretty(printer, label + (f"_{sub}" if sub else ""), self.operands)
 
