@@ -74,3 +74,25 @@ def test_vector_dot_vector_prints_as_x_transpose_w_not_as_a_call():
     assert sg.latex((x @ w) ** 2) == r"\left(x^{T} w\right)^{2}"
     values = {"x": np.array([1.0, -2.0, 0.5]), "w": np.array([0.3, 0.1, -4.0]), "b": 0.25}
     _close(sg.formula(y), values, y)
+
+
+def test_comparison_prints_infix_as_an_iverson_bracket_not_prefix():
+    P, T = sg.var("P", shape=("n",)), sg.var("T", shape=("n",))
+    y = P * sg.greater(P, 0)
+    assert sg.pretty(y) == "P ⊙ [P > 0]"
+    assert sg.latex(y) == r"P \odot \left[P > 0\right]"
+    assert sg.pretty(sg.greater_equal(P, T)) == "[P ≥ T]"
+    assert sg.latex(sg.greater_equal(P, T)) == r"\left[P \geq T\right]"
+    values = {"P": np.array([1.5, -2.0, 0.0, 3.0]), "T": np.array([1.0, 1.0, 0.0, 4.0]), "n": 4}
+    _close(sg.formula(y), {"P": values["P"], "n": 4}, y)
+    _close(sg.formula(sg.greater_equal(P, T)), values, sg.greater_equal(P, T))
+
+
+def test_mean_absolute_error_prints_sigma_of_bars_not_a_bars_call():
+    P, T = sg.var("P", shape=("n",)), sg.var("T", shape=("n",))
+    mae = sg.mean(abs(P - T))
+    assert sg.pretty(mae) == ("Σ│-T + P│\n"
+                              "─────────\n"
+                              "    n    ")
+    values = {"P": np.array([1.5, -2.0, 0.0, 3.0]), "T": np.array([1.0, 1.0, 0.0, 4.0]), "n": 4}
+    _close(sg.formula(mae), values, mae)

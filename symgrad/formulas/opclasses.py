@@ -84,6 +84,11 @@ class _OpMixin:
         if form is not None:
             body = printer._print(form)
             return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+        notation = self.op.notation
+        if getattr(notation, "style", None) == "infix" and len(self.operands) == 2:  # an Iverson bracket [P > 0]
+            a, b = (printer._print(x) for x in self.operands)
+            body = r"\left[%s %s %s\right]" % (a, latex_label(notation.symbol or self.op.label), b)
+            return body if exp is None else r"%s^{%s}" % (body, exp)
         label, sub = self._label_parts()
         return apply_latex(latex_label(label), sub, [printer._print(a) for a in self.operands], exp)
 
@@ -91,7 +96,22 @@ class _OpMixin:
         form = self._written_out()
         if form is not None:
             return printer._print(form)
+        from sympy.printing.pretty.stringpict import prettyForm
+        notation = self.op.notation
+        style = getattr(notation, "style", None)
+        if style == "infix" and len(self.operands) == 2:  # a comparison as an Iverson bracket [P > 0]
+            a, b = (printer._print(x) for x in self.operands)
+            inner = prettyForm(*a.right(f" {notation.symbol or self.op.label} ", b))
+            return prettyForm(*inner.parens("[", "]"))
+        if style == "bars" and notation.symbol == "|" and len(self.operands) == 1:  # |P - T|
+            return prettyForm(*printer._print(self.operands[0]).parens("|", "|"))
         label, sub = self._label_parts()
+        if len(self.operands) == 1 and getattr(getattr(self.operands[0], "op", None), "notation", None) is not None \
+                and self.operands[0].op.notation.style == "bars":  # Σ|P - T|: the bars are the parentheses
+            head, args = prettyForm(label + (f"_{sub}" if sub else "")), printer._print(self.operands[0])
+            out = prettyForm(*head.right(args), binding=prettyForm.FUNC)
+            out.prettyFunc, out.prettyArgs = head, args  # what SymPy's power printing reads
+            return out
         return apply_pretty(printer, label + (f"_{sub}" if sub else ""), self.operands)
 
     def _sympystr(self, printer):
