@@ -96,3 +96,24 @@ def test_mean_absolute_error_prints_sigma_of_bars_not_a_bars_call():
                               "    n    ")
     values = {"P": np.array([1.5, -2.0, 0.0, 3.0]), "T": np.array([1.0, 1.0, 0.0, 4.0]), "n": 4}
     _close(sg.formula(mae), values, mae)
+
+
+def test_scaled_dot_product_by_a_root_prints_the_root_exactly_not_a_float():
+    Q, K = sg.var("Q", shape=("n", 6)), sg.var("K", shape=("n", 6))
+    scores = Q @ K.T / np.sqrt(6)
+    assert sg.pretty(scores) == ("√6    T\n"
+                                 "──⋅Q⋅K \n"
+                                 "6      ")
+    assert sg.latex(scores) == r"\frac{\sqrt{6}}{6} Q K^{T}"
+    rng = np.random.default_rng(2)
+    _close(sg.formula(scores), {"Q": rng.normal(size=(3, 6)), "K": rng.normal(size=(3, 6)), "n": 3}, scores)
+
+
+def test_constants_that_are_roots_of_simple_fractions_become_exact_numbers():
+    from symgrad.formulas.notation import const_number
+    import sympy
+    assert isinstance(const_number(1 / 3), sympy.Float)  # not a short decimal, not a root
+    assert const_number(-np.sqrt(0.5)) == -sympy.sqrt(2) / 2
+    assert const_number(1 / np.sqrt(6)) == sympy.sqrt(6) / 6
+    assert isinstance(const_number(np.pi), sympy.Float)  # no false exactness
+    assert isinstance(const_number(0.12345678912), sympy.Float)

@@ -72,7 +72,22 @@ def const_number(v: float) -> sympy.Expr:
         return sympy.Integer(int(v))
     text = repr(v)
     mantissa = text.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
-    return sympy.Rational(text) if len(mantissa) <= 8 else sympy.Float(v)
+    if len(mantissa) <= 8:
+        return sympy.Rational(text)
+    return _exact(v)
+
+
+def _exact(v: float) -> sympy.Expr:
+    """``v`` as the square root of a simple fraction (1/√6 = √6/6, √2) when it is that number to the last bit,
+    else a Float (a rational that is no short decimal, 1/3, stays a float)."""
+    from fractions import Fraction
+    if 1e-6 < abs(v) < 1e6:
+        f = Fraction(v * v).limit_denominator(1000)
+        root = sympy.sqrt(sympy.Rational(f.numerator, f.denominator)) if 0 < f.numerator <= 10**6 else None
+        if root is not None and not root.is_rational:
+            if float(np.sqrt(float(f))) == abs(v) or float(1 / np.sqrt(float(1 / f))) == abs(v):
+                return root if v > 0 else -root
+    return sympy.Float(v)
 
 
 _const_numbers = np.frompyfunc(const_number, 1, 1)
