@@ -96,3 +96,13 @@ def test_transformer_block_backprop_equations_compute_the_gradient():
     eqs = sg.backprop_equations(L)
     assert {str(e.lhs) for e in eqs.equations} >= {"δ_F", "δ_H", "δ_A", "δ_P", "W1", "Wq", "g1"}
     _check(eqs, L, [Wq, Wk, Wv, Wo, W1, W2, g1], {"X": RNG.normal(size=(2, seq, d))})
+
+
+def test_constant_factor_on_a_rank3_named_node_stays_a_number_in_index_notation():
+    X = sg.var("X", shape=("batch", 2, 2))
+    w = sg.param("w", 0.5)
+    a = sg.sigmoid(X * w).named("a")
+    L = sg.sum(3.0 * a).named("L")
+    eqs = sg.backprop_equations(L)
+    assert "δ_a[i,j,k] = 3" in eqs.pretty()
+    _check(eqs, L, [w], {"X": RNG.normal(size=(2, 2, 2))})

@@ -117,3 +117,25 @@ def test_constants_that_are_roots_of_simple_fractions_become_exact_numbers():
     assert const_number(1 / np.sqrt(6)) == sympy.sqrt(6) / 6
     assert isinstance(const_number(np.pi), sympy.Float)  # no false exactness
     assert isinstance(const_number(0.12345678912), sympy.Float)
+
+
+def test_named_constant_prints_by_its_name_and_computes_with_its_value():
+    X = sg.var("X", shape=("batch", 3))
+    eps = sg.const(1e-5, name="ε")
+    node = X / sg.sqrt(sg.mean(X * X, axis=1, keepdims=True) + eps)
+    text = sg.pretty(node)
+    assert "ε" in text and "100000" not in text
+    xv = np.random.default_rng(2).normal(size=(4, 3))
+    got = sg.formulas.numeric(sg.formula(node), {"X": xv, "batch": 4, "ε": 1e-5})
+    np.testing.assert_allclose(got, sg.evaluate(node, {"X": xv}), rtol=1e-12)
+    # in index notation the constant's value travels with the formula
+    T = sg.var("T", shape=("batch", 2, 3))
+    f = sg.formula(T * eps, notation="index")
+    assert "ε" in f.pretty()
+    tv = np.ones((2, 2, 3))
+    np.testing.assert_allclose(f.numeric({"T": tv, "batch": 2}), 1e-5 * tv)
+    # and backprop equations evaluate with it
+    w = sg.param("w", 0.5)
+    L = sg.sum(sg.sigmoid(X * w) * eps).named("L")
+    eqs = sg.backprop_equations(L)
+    assert eqs.evaluate({"X": xv})["∂L/∂w"] == pytest.approx(float(sg.evaluate(sg.grad(L, w), {"X": xv})))

@@ -110,6 +110,8 @@ class BackpropEquations(Printable):
         fed = resolve_feeds(graph, feeds)
         env: dict[str, Any] = {}
         for leaf in graph.leaves:
+            if leaf.kind == "const" and leaf.name:  # a named constant prints by its name
+                env[leaf.name] = leaf.value
             if leaf.kind in ("var", "param"):
                 env[leaf.name] = fed[leaf] if leaf in fed else leaf.value
                 for d, size in zip(leaf.shape, np.shape(env[leaf.name])):

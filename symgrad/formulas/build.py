@@ -207,6 +207,8 @@ class Builder:
         return tuple(out)
 
     def _leaf(self, node: Node) -> Any:
+        if node.kind == "const" and node.name and self.mode in (SCALAR, MATRIX):
+            return leaf_symbol(node.name, node.shape)  # a named constant (ε) prints by its name
         if node.kind == "const":
             if self.mode == SCALAR:
                 return const_number(node.value)

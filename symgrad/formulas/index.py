@@ -200,6 +200,9 @@ class IndexBuilder:
     def _const(self, node: Node, idx: tuple) -> sympy.Expr:
         value = np.asarray(node.value, dtype=np.float64)
         flat = value.reshape(-1)
+        if node.name:  # a named constant (ε) prints by its name; numeric() knows its value
+            self.constants[node.name] = value
+            return _at(node.name, idx)
         if value.ndim == 0 or (flat.size and np.all(flat == flat[0])):
             return const_number(flat[0] if flat.size else 0.0)
         name = self._const_names.get(id(node))
