@@ -30,6 +30,9 @@ class UpdatePlan:
         self.states = states
 
 
+_RULE_LINES: dict = {}  # (class, repr) -> the rule's text: SymPy builds it in ~50 ms, each compile asks
+
+
 class Optimizer:
     """Base class: clipping, weight decay, the learning rate, formulas.
 
@@ -220,10 +223,13 @@ class Optimizer:
           b ← b*mu + g
           θ ← -b*eta + theta
         """
-        lines = [f"{type(self).__name__}, for each param θ with gradient g:"]
-        for name, expr in self.formulas().items():
-            lines.append(f"  {'θ' if name == 'theta' else name} ← {sympy.sstr(expr)}")
-        return lines
+        key = (type(self), repr(self))  # the rule is symbolic: the same settings give the same text
+        if key not in _RULE_LINES:
+            lines = [f"{type(self).__name__}, for each param θ with gradient g:"]
+            for name, expr in self.formulas().items():
+                lines.append(f"  {'θ' if name == 'theta' else name} ← {sympy.sstr(expr)}")
+            _RULE_LINES[key] = tuple(lines)
+        return list(_RULE_LINES[key])
 
     def _couples_decay(self) -> bool:
         return bool(self.weight_decay)
