@@ -11,7 +11,8 @@ from .base import OpDef, apply, const, get_op, objarray, register
 from .kernels import COUNT_DIMS, PICK
 
 
-def _reduced_shape(nodes, axis=None, keepdims=False):
+def reduced_shape(nodes, axis=None, keepdims=False, **_):
+    """The shape a reduction over ``axis`` leaves (other attrs of the op are ignored)."""
     (x,) = nodes
     axes = range(x.ndim) if axis is None else axis
     if keepdims:
@@ -100,11 +101,11 @@ def _sum_of_one_hot(v, args, shape, ir):
     return ir.make(PICK, [b, a.args[0]], (), v.shape)
 
 
-register(OpDef("sum", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+register(OpDef("sum", 1, reduced_shape, lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
                _obj(_sym_sum), label="Σ", emit=_emit_reduce("sum"), attr_names=("axis", "keepdims"),
                vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),), matrix=lambda n, a, mx: mx.reduce_sum(n, a),
                reduction="sum", rewrite=_sum_of_one_hot, fresh=True))
-register(OpDef("mean", 1, _reduced_shape,
+register(OpDef("mean", 1, reduced_shape,
                lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
                _obj(_sym_mean), label="mean", emit=_emit_reduce("sum", mean=True), attr_names=("axis", "keepdims"),
                vjp=_mean_vjp, matrix=lambda n, a, mx: mx.reduce_mean(n, a), reduction="mean", fresh=True))
@@ -120,7 +121,7 @@ def _max_vjp(n: Node, g: Node, needs: tuple) -> tuple:
     return (_keepdims_cotangent(n, g) * (mask / ties),)
 
 
-register(OpDef("max", 1, _reduced_shape, lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+register(OpDef("max", 1, reduced_shape, lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
                _obj(_sym_max), label="max", emit=_emit_reduce("max"), attr_names=("axis", "keepdims"),
                vjp=_max_vjp, reduction="max", fresh=True))
 

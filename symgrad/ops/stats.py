@@ -33,6 +33,7 @@ from ..text import Notation
 from .base import OpDef, apply, as_node, const, objarray, register
 from .declare import elementwise_op
 from .linalg import expand_dims
+from .reduce import reduced_shape
 
 __all__ = ["logsumexp", "variance", "std", "norm"]
 
@@ -117,14 +118,6 @@ def div_or_zero_kernel(a, b):
 
 
 # ------------------------------------------------------------ helpers
-def _reduced_shape(nodes, axis=None, keepdims=False, **_):
-    (x,) = nodes
-    axes = range(x.ndim) if axis is None else axis
-    if keepdims:
-        return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
-
-
 def _kept(n: Node, v: Node) -> Node:
     """``v`` (of the op's output shape) with the reduced axes back as size-1 dims."""
     axis = n.attr("axis")
@@ -230,18 +223,18 @@ def _norm_vjp(n: Node, g: Node, needs: tuple) -> tuple:
 
 
 _STATS = dict(fresh=True, preserves_dtype=True)
-register(OpDef("logsumexp", 1, _reduced_shape, logsumexp_kernel,
+register(OpDef("logsumexp", 1, reduced_shape, logsumexp_kernel,
                lambda x, axis=None, keepdims=False: objarray(_log(objarray(np.sum(_exp(x), axis=axis,
                                                                                  keepdims=keepdims)))),
                vjp=_logsumexp_vjp, label="logsumexp", attr_names=_REDUCE_ATTRS, index=_logsumexp_index, **_STATS))
 # ddof is stored as None for 0, so formulas print Var(X), not Var_{ddof=0}(X)
-register(OpDef("variance", 1, _reduced_shape, variance_kernel, lambda x, **a: objarray(_sym_variance(x, **a)),
+register(OpDef("variance", 1, reduced_shape, variance_kernel, lambda x, **a: objarray(_sym_variance(x, **a)),
                vjp=_variance_vjp, label="Var", attr_names=_REDUCE_ATTRS + ("ddof",), index=_index_variance,
                **_STATS))
-register(OpDef("std", 1, _reduced_shape, std_kernel, lambda x, **a: objarray(_sqrt(_sym_variance(x, **a))),
+register(OpDef("std", 1, reduced_shape, std_kernel, lambda x, **a: objarray(_sqrt(_sym_variance(x, **a))),
                vjp=_std_vjp, label="std", attr_names=_REDUCE_ATTRS + ("ddof",),
                index=lambda n, idx, ix: sympy.sqrt(_index_variance(n, idx, ix)), **_STATS))
-register(OpDef("norm", 1, _reduced_shape, norm_kernel,
+register(OpDef("norm", 1, reduced_shape, norm_kernel,
                lambda x, axis=None, keepdims=False: objarray(_sqrt(objarray(np.sum(x * x, axis=axis,
                                                                                    keepdims=keepdims)))),
                vjp=_norm_vjp, label="norm", notation=Notation("bars", "‖"), attr_names=_REDUCE_ATTRS,
