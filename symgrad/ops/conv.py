@@ -23,6 +23,8 @@ Index notation: conv, its two gradients and both average-pooling ops declare the
 (``Z[n,o,i,j] = Σ_{c,p,q} W[o,c,p,q]·X[n,c,s·i+p,s·j+q]``, entries outside the input read as 0);
 the max-pooling ops have no good SymPy form for "max over a window with −∞ padding" or "its arg max",
 and print opaque (``max_pool(X)[n,c,i,j]``).
+
+The pooling ops and ``max_pool2d``/``avg_pool2d`` are declared in :mod:`symgrad.ops.pool` (re-exported here).
 """
 from __future__ import annotations
 
@@ -33,13 +35,12 @@ import numpy as np
 import sympy
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import GraphError, ShapeError
+from ..errors import ShapeError
 from ..graph import Node, format_shape
 from .base import OpDef, apply, as_node, objarray, register
 from .linalg import expand_dims
 
 _CONV_ATTRS = ("stride", "padding", "dilation", "groups")
-_POOL_ATTRS = ("kernel", "stride", "padding")
 
 
 # ================================================================= NumPy kernels (any dtype, object too)
@@ -138,135 +139,9 @@ def _sym_conv_grad_weight(g, x, kernel, **attrs):
     return objarray(conv_grad_weight(g, x, kernel, **attrs))
 
 
-# ---------------------------------------------------------------- pooling kernels
 def _offsets(kernel) -> list:
     """The kernel's offsets in row-major order."""
     return list(itertools.product(*(range(k) for k in kernel)))
-
-
-def _shifted(xp, offset, stride, out_sp):
-    """The entries of (padded) ``xp`` that kernel offset ``offset`` reads, one per output position: a strided view."""
-    at = tuple(slice(q, q + s * (o - 1) + 1, s) for q, s, o in zip(offset, stride, out_sp))
-    return xp[(slice(None), slice(None)) + at]
-
-
-def _pool_out(size, kernel, stride, padding) -> tuple:
-    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
-
-
-def max_pool_forward(x, kernel, stride, padding):
-    """The max over each window (a running maximum over the kernel's offsets); padding reads as −∞ and never
-    wins, since every window holds an input entry.  A NaN in a window gives NaN."""
-    xp = _pad(x, padding, -np.inf)
-    out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
-    offsets = _offsets(kernel)
-    out = _shifted(xp, offsets[0], stride, out_sp).copy()
-    for offset in offsets[1:]:
-        np.maximum(out, _shifted(xp, offset, stride, out_sp), out=out)
-    return out
-
-
-def _argmax(x, kernel, stride, padding):
-    """Per window, the number (row-major) of the offset of its first maximal entry; a NaN replaces the maximum
-    found so far (as PyTorch's CPU kernel: ``val > max || isnan(val)``)."""
-    xp = _pad(x, padding, -np.inf)
-    out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
-    views = [_shifted(xp, offset, stride, out_sp) for offset in _offsets(kernel)]
-    best = views[0].copy()
-    arg = np.zeros(best.shape, dtype=np.int8 if len(views) <= 127 else np.int32)
-    wins = np.empty(best.shape, dtype=bool)
-    for k, v in enumerate(views[1:], start=1):  # three passes an offset: a window without NaN never needs more
-        np.greater(v, best, out=wins)
-        np.maximum(best, v, out=best)
-        np.copyto(arg, k, where=wins)
-    if not np.isnan(best).any():
-        return arg
-    best = views[0].copy()
-    arg[...] = 0
-    for k, v in enumerate(views[1:], start=1):
-        wins = (v > best) | np.isnan(v)
-        np.copyto(best, v, where=wins)
-        np.copyto(arg, k, where=wins)
-    return arg
-
-
-def _disjoint(kernel, stride) -> bool:
-    """Whether windows never overlap (each input entry lies in at most one window)."""
-    return all(s >= k for k, s in zip(kernel, stride))
-
-
-def _place(parts, lead, size, kernel, stride, padding, out_sp, dtype) -> np.ndarray:
-    """col2im for windows that never overlap: ``parts(k, out)`` writes offset ``k``'s entries ``(N, C, *out)``
-    straight into the strided view ``out`` of an ``(N, C, *size)`` result (zeros where no window reads)."""
-    out = np.zeros(tuple(lead) + tuple(n + 2 * p for n, p in zip(size, padding)), dtype=dtype)
-    for k, offset in enumerate(_offsets(kernel)):
-        parts(k, _shifted(out, offset, stride, out_sp))
-    if any(padding):
-        out = out[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(padding, size))]
-    return out
-
-
-def max_pool_grad(g, x, kernel, stride, padding):
-    """∂L/∂X: each window's cotangent ``g`` goes to its arg max (accumulated where windows overlap)."""
-    arg = _argmax(x, kernel, stride, padding)
-    dtype = np.result_type(g, x)
-    if _disjoint(kernel, stride):
-        return _place(lambda k, out: np.multiply(g, arg == k, out=out), g.shape[:2], x.shape[2:], kernel, stride,
-                      padding, g.shape[2:], dtype)
-    g_last, arg_last = _channels_last(g), _channels_last(arg)
-    return _scatter(lambda k: g_last * (arg_last == k), g.shape[:2], x.shape[2:], kernel, stride, padding,
-                    (1,) * len(kernel), g.shape[2:], dtype)
-
-
-def max_pool_select(h, x, kernel, stride, padding):
-    """The entries of ``h`` at the arg max of each window of ``x`` (max-pool's gradient, transposed)."""
-    arg = _argmax(x, kernel, stride, padding)
-    hp = _pad(h, padding, 0)
-    out_sp = arg.shape[2:]
-    out = np.zeros(arg.shape, dtype=np.result_type(h, x))
-    for k, offset in enumerate(_offsets(kernel)):
-        np.copyto(out, _shifted(hp, offset, stride, out_sp), where=arg == k)
-    return out
-
-
-def avg_pool_forward(x, kernel, stride, padding):
-    """The mean over each window, padding counted as zeros (PyTorch's ``count_include_pad=True``); each entry
-    is scaled before the sum, so a window of huge finite entries does not overflow."""
-    xp = _pad(x, padding, 0)
-    out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
-    offsets = _offsets(kernel)
-    if x.dtype == object:
-        return sum(_shifted(xp, o, stride, out_sp) for o in offsets) / math.prod(kernel)
-    share = 1.0 / math.prod(kernel)
-    total = _shifted(xp, offsets[0], stride, out_sp) * share
-    part = np.empty_like(total)
-    for offset in offsets[1:]:
-        total += np.multiply(_shifted(xp, offset, stride, out_sp), share, out=part)
-    return total
-
-
-def avg_pool_grad(g, size, kernel, stride, padding):
-    """∂L/∂X of average pooling: each window's cotangent spread evenly over it."""
-    share = g * (1.0 / math.prod(kernel)) if g.dtype != object else g / math.prod(kernel)
-    if _disjoint(kernel, stride) and share.dtype != object:
-        return _place(lambda k, out: np.copyto(out, share), g.shape[:2], size, kernel, stride, padding, g.shape[2:],
-                      share.dtype)
-    share = _channels_last(share)
-    return _scatter(lambda k: share, g.shape[:2], size, kernel, stride, padding, (1,) * len(kernel), g.shape[2:],
-                    share.dtype)
-
-
-def _sym_max_pool(x, kernel, stride, padding):
-    win = _windows(x, kernel, stride, padding, (1,) * len(kernel), fill=-sympy.oo)
-    flat = win.reshape(win.shape[:2 + len(kernel)] + (-1,))
-    return objarray(np.frompyfunc(lambda a, b: sympy.Max(a, b), 2, 1).reduce(flat, axis=-1))
-
-
-def _no_expand(opname: str):
-    def sym(*args, **attrs):
-        raise GraphError(f"{opname}: the arg max of a window has no closed SymPy form; expand=True is not "
-                         f"supported for it (use sg.evaluate for its values)")
-    return sym
 
 
 # ================================================================= shape rules and arguments
@@ -354,43 +229,6 @@ class _Shaped:
 
     def describe(self) -> str:
         return format_shape(self.shape)
-
-
-def _pool_shape_of(opname):
-    def shape(nodes, kernel, stride, padding):
-        x = nodes[0]
-        if x.ndim != len(kernel) + 2:
-            raise ShapeError(f"{opname}: input (N, C, *spatial) with {len(kernel)} spatial axes expected, got "
-                             f"{format_shape(x.shape)} ({_describe(nodes)})")
-        size = _spatial(opname, x, "input", nodes)
-        for k, p in zip(kernel, padding):
-            if p > k // 2:
-                raise ShapeError(f"{opname}: padding {padding} must be at most half the kernel {kernel} "
-                                 f"(as in PyTorch) ({_describe(nodes)})")
-        out = _out_size(opname, size, kernel, stride, padding, (1,) * len(kernel), nodes, format_shape(x.shape))
-        return x.shape[:2] + out
-    return shape
-
-
-def _same_as_input(nodes, kernel, stride, padding):
-    g, x = nodes
-    pooled = _pool_shape_of("max_pool_grad")((x,), kernel, stride, padding)
-    if g.shape != pooled:
-        raise ShapeError(f"max_pool_grad: cotangent {format_shape(g.shape)} does not fit the pooled shape "
-                         f"{format_shape(pooled)} of input {format_shape(x.shape)} ({_describe(nodes)})")
-    return x.shape
-
-
-def _pool_of(nodes, kernel, stride, padding):
-    h, x = nodes
-    if h.shape != x.shape:
-        raise ShapeError(f"max_pool_select: {format_shape(h.shape)} and {format_shape(x.shape)} differ "
-                         f"({_describe(nodes)})")
-    return _pool_shape_of("max_pool_select")((x,), kernel, stride, padding)
-
-
-def _avg_pool_grad_shape(nodes, size, kernel, stride, padding):
-    return nodes[0].shape[:2] + tuple(size)
 
 
 def _ints(op: str, what: str, value, d: int, low: int) -> tuple:
@@ -481,24 +319,6 @@ def _conv_grad_input_index(node, idx, ix):
     return ix.sum(body, *summed)
 
 
-def _avg_pool_index(node, idx, ix):
-    (x,) = node.inputs
-    kernel, st, pd = (node.attr(a) for a in _POOL_ATTRS)
-    n, c, *sp = idx
-    ks = _letters(ix, kernel, _KERNEL_HINTS)
-    pos = tuple(s * i + k - p for i, k, s, p in zip(sp, ks, st, pd))
-    return ix.sum(ix.entry(x, (n, c) + pos), *ks) / math.prod(kernel)
-
-
-def _avg_pool_grad_index(node, idx, ix):
-    (g,) = node.inputs
-    kernel, st, pd = (node.attr(a) for a in _POOL_ATTRS)
-    n, c, *sp = idx
-    ks = _letters(ix, kernel, _KERNEL_HINTS)
-    body = _transposed(ix, lambda pos: ix.entry(g, (n, c) + pos), sp, ks, st, pd, (1,) * len(kernel))
-    return ix.sum(body, *ks) / math.prod(kernel)
-
-
 # ================================================================= VJPs
 def _conv_attrs(node) -> dict:
     return {a: node.attr(a) for a in _CONV_ATTRS}
@@ -528,10 +348,6 @@ def _conv_grad_weight_vjp(n, h, needs):
     return dg, dx
 
 
-def _pool_attrs(node) -> dict:
-    return {a: node.attr(a) for a in _POOL_ATTRS}
-
-
 _CONV = dict(fresh=True, preserves_dtype=True, attr_names=_CONV_ATTRS)
 register(OpDef("conv", 2, _conv_shape, conv_forward, _sym_conv, vjp=_conv_vjp, label="conv",
                index=_conv_index, **_CONV))
@@ -541,26 +357,6 @@ register(OpDef("conv_grad_input", 2, _conv_grad_input_shape, conv_grad_input, _s
 register(OpDef("conv_grad_weight", 2, _conv_grad_weight_shape, conv_grad_weight, _sym_conv_grad_weight,
                vjp=_conv_grad_weight_vjp, label="conv∂W", index=_conv_grad_weight_index,
                **{**_CONV, "attr_names": ("kernel",) + _CONV_ATTRS}))
-
-_POOL = dict(fresh=True, preserves_dtype=True, attr_names=_POOL_ATTRS)
-register(OpDef("max_pool", 1, _pool_shape_of("max_pool"), max_pool_forward, _sym_max_pool,
-               vjp=lambda n, g, needs: (apply("max_pool_grad", g, n.inputs[0], **_pool_attrs(n)),),
-               label="max pool", **_POOL))
-register(OpDef("max_pool_grad", 2, _same_as_input, max_pool_grad, _no_expand("max_pool_grad"),
-               vjp=lambda n, h, needs: (apply("max_pool_select", h, n.inputs[1], **_pool_attrs(n)), None),
-               label="max pool∂X", **_POOL))
-register(OpDef("max_pool_select", 2, _pool_of, max_pool_select, _no_expand("max_pool_select"),
-               vjp=lambda n, g, needs: (apply("max_pool_grad", g, n.inputs[1], **_pool_attrs(n)), None),
-               label="max pool select", **_POOL))
-register(OpDef("avg_pool", 1, _pool_shape_of("avg_pool"), avg_pool_forward,
-               lambda x, **a: objarray(avg_pool_forward(x, **a)),
-               vjp=lambda n, g, needs: (apply("avg_pool_grad", g, size=n.inputs[0].shape[2:], **_pool_attrs(n)),),
-               label="avg pool", index=_avg_pool_index, **_POOL))
-register(OpDef("avg_pool_grad", 1, _avg_pool_grad_shape, avg_pool_grad,
-               lambda g, **a: objarray(avg_pool_grad(g, **a)),
-               vjp=lambda n, h, needs: (apply("avg_pool", h, **_pool_attrs(n)),),
-               label="avg pool∂X", index=_avg_pool_grad_index,
-               **{**_POOL, "attr_names": ("size",) + _POOL_ATTRS}))
 
 
 # ================================================================= public functions
@@ -645,65 +441,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1, name:
     return _conv("conv2d", 2, x, w, b, stride, padding, dilation, groups, name)
 
 
-def _pool(op: str, opname: str, x, kernel_size, stride, padding, name) -> Node:
-    x = as_node(x, op)
-    if x.ndim != 4:
-        raise ShapeError(f"{op}: input (N, C, H, W) expected, got {format_shape(x.shape)} ({x.describe()})")
-    kernel = _ints(op, "kernel_size", kernel_size, 2, 1)
-    attrs = dict(kernel=kernel, stride=kernel if stride is None else _ints(op, "stride", stride, 2, 1),
-                 padding=_ints(op, "padding", padding, 2, 0))
-    try:
-        return apply(opname, x, name=name, **attrs)
-    except ShapeError as e:
-        raise ShapeError(f"{op}: {str(e).removeprefix(opname + ': ')}") from None
-
-
-def max_pool2d(x, kernel_size, stride=None, padding=0, name: str | None = None) -> Node:
-    """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
-
-    Padding reads as −∞ and may be at most half the kernel.  The gradient of each window goes to its
-    first maximal entry in row-major order (PyTorch's choice on CPU): of tied entries, only the first
-    gets it.  Overlapping windows add up.  A window holding a NaN pools to NaN and sends its gradient
-    to the NaN, as in PyTorch.
-
-    Parameters
-    ----------
-    x : input of shape ``(N, C, H, W)``.
-    kernel_size : an int or a pair of ints.
-    stride : an int or a pair; default ``kernel_size``.
-    padding : an int or a pair.
-
-    Examples
-    --------
-    >>> import numpy as np, symgrad as sg
-    >>> x = sg.var("X", shape=("batch", 1, 4, 4))
-    >>> sg.evaluate(sg.max_pool2d(x, 2), {"X": np.arange(16.0).reshape(1, 1, 4, 4)})
-    array([[[[ 5.,  7.],
-             [13., 15.]]]])
-    """
-    return _pool("max_pool2d", "max_pool", x, kernel_size, stride, padding, name)
-
-
-def avg_pool2d(x, kernel_size, stride=None, padding=0, name: str | None = None) -> Node:
-    """2-D average pooling, as ``torch.nn.functional.avg_pool2d`` (``count_include_pad=True``: padded
-    zeros count in the mean).
-
-    Parameters
-    ----------
-    x : input of shape ``(N, C, H, W)``.
-    kernel_size : an int or a pair of ints.
-    stride : an int or a pair; default ``kernel_size``.
-    padding : an int or a pair (zeros, at most half the kernel).
-
-    Examples
-    --------
-    >>> import numpy as np, symgrad as sg
-    >>> x = sg.var("X", shape=("batch", 1, 4, 4))
-    >>> sg.evaluate(sg.avg_pool2d(x, 2), {"X": np.arange(16.0).reshape(1, 1, 4, 4)})
-    array([[[[ 2.5,  4.5],
-             [10.5, 12.5]]]])
-    """
-    return _pool("avg_pool2d", "avg_pool", x, kernel_size, stride, padding, name)
-
+# the pooling ops live in pool.py; imported here so that importing conv registers them as before
+from .pool import avg_pool2d, max_pool2d  # noqa: E402
 
 __all__ = ["conv1d", "conv2d", "max_pool2d", "avg_pool2d"]
