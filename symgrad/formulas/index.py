@@ -163,10 +163,11 @@ class IndexBuilder:
             return op_function(op, node.attrs)(*args)
         return sympy.sympify(op.scalar(*args, **attrs))
 
-    def _reduce(self, node: Node, idx: tuple) -> sympy.Expr:
+    def reduced(self, node: Node, idx: tuple) -> tuple:
+        """For a reduction ``node`` (attrs ``axis``, ``keepdims``) at output indices ``idx``: its
+        input's indices, with a new summation index on each reduced axis, and those indices."""
         x = node.inputs[0]
         axes = tuple(range(x.ndim)) if node.attr("axis") is None else node.attr("axis")
-        keep = node.attr("keepdims")
         out = iter(idx)
         inner, summed = [], []
         for a in range(x.ndim):
@@ -174,12 +175,18 @@ class IndexBuilder:
                 k = self.dummy(x.shape[a])
                 summed.append(k)
                 inner.append(k)
-                if keep:
+                if node.attr("keepdims"):
                     next(out)
             else:
                 inner.append(next(out))
-        total = self.sum(self.entry(x, tuple(inner)), *summed)
+        return tuple(inner), tuple(summed)
+
+    def _reduce(self, node: Node, idx: tuple) -> sympy.Expr:
+        x = node.inputs[0]
+        inner, summed = self.reduced(node, idx)
+        total = self.sum(self.entry(x, inner), *summed)
         if node.op.reduction == "mean":
+            axes = tuple(range(x.ndim)) if node.attr("axis") is None else node.attr("axis")
             total = total / sympy.Mul(*[dim(x.shape[a]) for a in axes])
         return total
 

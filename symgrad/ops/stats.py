@@ -145,24 +145,6 @@ def _centered(n: Node) -> Node:
     return x - apply("mean", x, axis=n.attr("axis"), keepdims=True)
 
 
-def _index_axes(n: Node, idx: tuple, ix) -> tuple:
-    """Input indices for output indices ``idx`` with a new summation index per reduced axis."""
-    x = n.inputs[0]
-    axes = range(x.ndim) if n.attr("axis") is None else n.attr("axis")
-    out = iter(idx)
-    inner, summed = [], []
-    for a in range(x.ndim):
-        if a in axes:
-            k = ix.dummy(x.shape[a])
-            summed.append(k)
-            inner.append(k)
-            if n.attr("keepdims"):
-                next(out)
-        else:
-            inner.append(next(out))
-    return tuple(inner), tuple(summed)
-
-
 def _index_count(n: Node, ix) -> sympy.Expr:
     x = n.inputs[0]
     axes = range(x.ndim) if n.attr("axis") is None else n.attr("axis")
@@ -172,8 +154,8 @@ def _index_count(n: Node, ix) -> sympy.Expr:
 def _index_variance(n: Node, idx: tuple, ix) -> sympy.Expr:
     """Σ_k (X[k] − Σ_l X[l]/N)² / (N − ddof)."""
     x = n.inputs[0]
-    inner, summed = _index_axes(n, idx, ix)
-    inner2, summed2 = _index_axes(n, idx, ix)
+    inner, summed = ix.reduced(n, idx)
+    inner2, summed2 = ix.reduced(n, idx)
     count = _index_count(n, ix)
     mean = ix.sum(ix.entry(x, inner2), *summed2) / count
     return ix.sum((ix.entry(x, inner) - mean) ** 2, *summed) / (count - _ddof_number(n.attr("ddof")))
@@ -197,12 +179,12 @@ _REDUCE_ATTRS = ("axis", "keepdims")
 
 # ------------------------------------------------------------ the ops
 def _logsumexp_index(n: Node, idx: tuple, ix) -> sympy.Expr:
-    inner, summed = _index_axes(n, idx, ix)
+    inner, summed = ix.reduced(n, idx)
     return sympy.log(ix.sum(sympy.exp(ix.entry(n.inputs[0], inner)), *summed))
 
 
 def _norm_index(n: Node, idx: tuple, ix) -> sympy.Expr:
-    inner, summed = _index_axes(n, idx, ix)
+    inner, summed = ix.reduced(n, idx)
     return sympy.sqrt(ix.sum(ix.entry(n.inputs[0], inner) ** 2, *summed))
 
 
