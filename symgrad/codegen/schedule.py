@@ -10,7 +10,7 @@ floats, and each value's last use (a view keeps its base alive).
 from __future__ import annotations
 
 import heapq
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -268,5 +268,4 @@ def dims_before(inputs: list[Node], upto: int) -> list[str]:
     return seen
 
 
-__all__ = ["Program", "fresh", "overwrites_input", "writes_out", "ownable", "dims_before", "FOREVER", "DTYPES",
-           "Any"]
+__all__ = ["Program", "fresh", "overwrites_input", "writes_out", "ownable", "dims_before", "FOREVER", "DTYPES"]
