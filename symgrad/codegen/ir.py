@@ -15,9 +15,6 @@ import numpy as np
 from ..errors import GraphError
 from ..graph import Graph, Node, ShapedAttrs, format_shape
 
-ROLES = ("op", "input", "scalar", "param", "state", "const")
-
-
 class Value(ShapedAttrs):
     """One value of the program.
 

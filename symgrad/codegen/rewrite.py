@@ -77,12 +77,10 @@ class Rewriter:
                 shape = broadcast_of(*(a.shape for a in inner))
                 if shape is not None:
                     return self.bcast(self._apply(v, inner, shape), v.shape)
-            return self._apply(v, args, v.shape)
         return self._apply(v, args, v.shape)
 
     def _apply(self, v: Value, args: list[Value], shape: tuple) -> Value:
         if v.op.rewrite is not None:
-            self._order = v.order
             out = v.op.rewrite(v, args, shape, self)
             if out is not None:
                 return out
