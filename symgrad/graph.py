@@ -289,7 +289,7 @@ class Node(ShapedAttrs):
 
     def describe(self) -> str:
         """Short text naming the node, for error messages."""
-        from .text import describe
+        from .oneline import describe
         return describe(self)
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ import symgrad as sg
 from symgrad.ops import base
 from symgrad.ops.base import REGISTRY, FUNCTION_OPS
 from symgrad.ops.declare import elementwise_op
-from symgrad.text import Notation
+from symgrad.oneline import Notation
 
 PACKAGE = pathlib.Path(sg.__file__).parent
 

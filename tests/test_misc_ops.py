@@ -394,7 +394,7 @@ def test_formulas_print_the_ops_by_name():
 
 
 def test_one_line_text_of_the_norm_uses_bars():
-    from symgrad.text import formula_text
+    from symgrad.oneline import formula_text
     assert formula_text(sg.norm(sg.var("x", shape=(3,)))) == "‖x‖"
 
 

@@ -20,7 +20,7 @@ import pytest
 import models
 import symgrad as sg
 from symgrad.errors import FeedError, GradError, GraphvizNotFoundError, RenderError
-from symgrad.text import number
+from symgrad.oneline import number
 
 rmod = sys.modules["symgrad.render"]  # the module (sg.render is the function)
 SVG = "{http://www.w3.org/2000/svg}"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node
-from ..text import formula_text
+from ..oneline import formula_text
 from .ir import Value
 
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9_]+")

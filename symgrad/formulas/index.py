@@ -221,7 +221,7 @@ class IndexBuilder:
 
     def _opaque(self, node: Node, idx: tuple) -> sympy.Expr:
         """An op with no index form: the op applied to its whole inputs, then indexed."""
-        from ..text import formula_text
+        from ..oneline import formula_text
         text = formula_text(node, depth=1, name=lambda n: self.symbols.get(n) or n.name)
         self.opaque[text] = node
         return _at(text, idx)

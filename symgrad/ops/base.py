@@ -100,7 +100,7 @@ class OpDef:
 
     Printing
     --------
-    notation : a :class:`symgrad.text.Notation` (infix symbol, precedence,
+    notation : a :class:`symgrad.oneline.Notation` (infix symbol, precedence,
         style); None writes the op as a call, ``label(args)``.
     activation : whether backprop equations treat the op as a layer's
         activation (its input is ``z``, its output ``a``); None decides from

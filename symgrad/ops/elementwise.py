@@ -10,10 +10,10 @@ import numpy as np
 import sympy
 
 from .. import runtime
-from .. import text as P
+from .. import oneline as P
 from ..errors import GraphError
 from ..graph import Node, broadcast_of, finite_number
-from ..text import Notation
+from ..oneline import Notation
 from .base import apply, as_node, const, get_op
 from .declare import elementwise_op
 from .kernels import MASK_MUL, XENT_GRAD

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import runtime
 from ..errors import ShapeError
-from .. import text
+from .. import oneline as text
 from ..graph import Node, broadcast_shapes, check_axes, format_shape, normalize_shape, size_of
 from .base import OpDef, apply, as_node, objarray, register
 from .kernels import BCAST, RESHAPE_TO

@@ -26,10 +26,10 @@ import numpy as np
 import sympy
 
 from .. import runtime
-from .. import text as P
+from .. import oneline as P
 from ..errors import ShapeError
 from ..graph import Node, finite_number, normalize_axes, size_of
-from ..text import Notation
+from ..oneline import Notation
 from .base import OpDef, apply, as_node, const, objarray, register
 from .declare import elementwise_op
 from .linalg import expand_dims

@@ -2,8 +2,8 @@
 (``∂L/∂a₂``), formulas (``σ(z₁)``, ``W₂ᵀ(∂L/∂a₂)``), shapes and values.
 
 How an op is written comes from its declaration, through the one text
-printer of :mod:`symgrad.text` (:func:`~symgrad.text.apply_text`,
-:func:`~symgrad.text.blank_text`); this module only decides what each
+printer of :mod:`symgrad.oneline` (:func:`~symgrad.oneline.apply_text`,
+:func:`~symgrad.oneline.blank_text`); this module only decides what each
 operand is called in a drawing: a name, the ``∂L/∂…`` of the node a
 gradient belongs to, a number, or its own formula.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..graph import Node, format_shape
-from ..text import ATOM, FRAC, NEG, Operand, apply_text, blank_text, const_text, number
+from ..oneline import ATOM, FRAC, NEG, Operand, apply_text, blank_text, const_text, number
 from .scene import Scene, layer_prefix
 
 SMALL_ARRAY = 9   # arrays with at most this many entries (and ≤ 6 columns) are shown in full

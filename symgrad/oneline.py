@@ -11,7 +11,7 @@ applies that to operand texts; callers decide what an operand is called
 Examples
 --------
 >>> import symgrad as sg
->>> from symgrad.text import formula_text
+>>> from symgrad.oneline import formula_text
 >>> x, w, b = sg.var("x"), sg.param("w", 0.5), sg.param("b", 0.1)
 >>> formula_text(sg.sigmoid(w * x + b), depth=3)
 'σ(w·x + b)'
