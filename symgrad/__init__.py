@@ -41,6 +41,7 @@ from .io import load, save
 from .train import History, fit
 from . import optim
 from .codegen import compile, compile_step
+from . import random  # sg.random.normal/uniform/bernoulli: random nodes drawn at each evaluation
 from .errors import OptimizerError
 from .errors import OutputError
 

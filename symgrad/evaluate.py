@@ -15,12 +15,16 @@ from .graph import Graph, Node, as_node_list, format_shape
 from .ops.base import range_error
 
 
+#: leaf kinds a feed may set (a fed random node is not drawn: its value is fixed, e.g. to check ε)
+FEEDABLE = ("var", "param", "buffer", "random")
+
+
 def resolve_feeds(graph: Graph, feeds: Mapping | None) -> dict[Node, np.ndarray]:
     """Map feeds keyed by node or name onto the graph's leaves, checking shapes and dtypes."""
     if feeds is not None and not isinstance(feeds, Mapping):
         raise FeedError(f"feeds must be a mapping of vars (nodes or names) to values, got {type(feeds).__name__}")
     feeds = dict(feeds or {})
-    by_name = {n.name: n for n in graph.order if n.kind in ("var", "param")}
+    by_name = {n.name: n for n in graph.order if n.kind in FEEDABLE}
     out: dict[Node, np.ndarray] = {}
     for key, value in feeds.items():
         if isinstance(key, Node):
@@ -34,8 +38,8 @@ def resolve_feeds(graph: Graph, feeds: Mapping | None) -> dict[Node, np.ndarray]
             node = by_name[key]
         else:
             raise FeedError(f"feed keys must be nodes or names, got {key!r}")
-        if node.kind not in ("var", "param"):
-            raise FeedError(f"only vars and params can be fed, not {node.describe()}")
+        if node.kind not in FEEDABLE:
+            raise FeedError(f"only vars, params, buffers and random nodes can be fed, not {node.describe()}")
         out[node] = _check_value(node, value)
     dims: dict[str, tuple[int, str]] = {}
     for node in graph.order:
@@ -44,6 +48,22 @@ def resolve_feeds(graph: Graph, feeds: Mapping | None) -> dict[Node, np.ndarray]
         if node in out:
             _bind_dims(node, out[node].shape, dims)
     return out
+
+
+def complete_feeds(graph: Graph, feeds: Mapping | None, seed: Any, what: str) -> dict[Node, np.ndarray]:
+    """:func:`resolve_feeds`, plus a draw for every random node that is not fed (in graph order,
+    from a Generator made from ``seed``)."""
+    from .random import concrete_shape, draw, make_rng
+    fed = resolve_feeds(graph, feeds)
+    rng = make_rng(seed, what)  # checked even when the graph has nothing to draw
+    randoms = [n for n in graph.randoms if n not in fed]
+    if randoms:
+        dims: dict = {}
+        for node, arr in fed.items():
+            dims.update((d, n) for d, n in zip(node.shape, arr.shape) if isinstance(d, str))
+        for node in randoms:
+            fed[node] = draw(node, concrete_shape(node, dims, what), rng)
+    return fed
 
 
 def feed_array(node: Node, value: Any, where: str) -> np.ndarray:
@@ -86,13 +106,18 @@ def _bind_dims(node: Node, shape: tuple, dims: dict) -> None:
                                 f"in the feed for {seen[1]!r}")
 
 
-def evaluate(nodes: Node | list[Node], feeds: Mapping | None = None, *, graph: Graph | None = None):
+def evaluate(nodes: Node | list[Node], feeds: Mapping | None = None, *, graph: Graph | None = None,
+             seed: Any = None):
     """Evaluate ``nodes`` with NumPy.
 
     Parameters
     ----------
     nodes : a node or a list of nodes.
-    feeds : values for the vars (and optionally params), keyed by node or name.
+    feeds : values for the vars (and optionally params, buffers and random
+        nodes, which are then not drawn), keyed by node or name.
+    seed : for the random nodes (:mod:`symgrad.random`), drawn once per call
+        in graph order: None (fresh entropy), an int >= 0 or a
+        ``numpy.random.Generator``.
 
     Returns
     -------
@@ -110,7 +135,7 @@ def evaluate(nodes: Node | list[Node], feeds: Mapping | None = None, *, graph: G
     if graph is not None and (not isinstance(graph, Graph) or any(n not in graph for n in outs)):
         raise GraphError("evaluate: graph= must be the sg.Graph of the nodes evaluated")
     graph = graph or Graph(outs)
-    values = run_graph(graph, resolve_feeds(graph, feeds))
+    values = run_graph(graph, complete_feeds(graph, feeds, seed, "evaluate"))
     result = [values[n] for n in outs]
     return result[0] if single else result
 

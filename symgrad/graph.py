@@ -28,7 +28,7 @@ Dim = int | str
 Shape = tuple  # tuple[Dim, ...]
 
 _ids = itertools.count()
-LEAF_KINDS = ("var", "param", "const")
+LEAF_KINDS = ("var", "param", "const", "random", "buffer")
 _NAME_RE = re.compile(r"^[^\W\d]\w*(\.\w+)*$", re.UNICODE)
 #: the largest dim NumPy can allocate along one axis
 MAX_DIM = int(np.iinfo(np.intp).max)
@@ -225,8 +225,11 @@ class Node(ShapedAttrs):
 
     Build nodes with :func:`var`, :func:`param`, :func:`const` and the ops
     (``+ - * / ** @``, :func:`symgrad.sigmoid`, ...); do not call the
-    constructor directly.  ``kind`` is ``"var"``, ``"param"`` or ``"const"``
-    for leaves (whose ``op`` is None) and ``"op"`` otherwise.
+    constructor directly.  ``kind`` is ``"var"``, ``"param"``, ``"const"``,
+    ``"random"`` (drawn afresh at each evaluation, :mod:`symgrad.random`) or
+    ``"buffer"`` (state a training step updates besides the params, such as
+    batch norm's running statistics) for leaves (whose ``op`` is None), and
+    ``"op"`` otherwise.
     ``grad_of`` lists the forward nodes whose cotangent this node is, when
     :func:`symgrad.adjoints` made it (the compiler's ``# grad of:`` comments
     and ``dL_d…`` names read it).
@@ -265,7 +268,7 @@ class Node(ShapedAttrs):
 
     @property
     def value(self) -> np.ndarray:
-        """The NumPy value of a param or const (None for other nodes)."""
+        """The NumPy value of a param, buffer or const (None for other nodes)."""
         return self._value
 
     @value.setter
@@ -275,14 +278,14 @@ class Node(ShapedAttrs):
         writeable float64 array: compiled steps then update the caller's array in place).
         A read-only array is copied; non-numbers, a wrong shape and non-finite entries are
         refused, as by :func:`symgrad.param`."""
-        if self.kind != "param":
-            raise GraphError(f"only params have a settable value, not {self.describe()}")
-        arr = real_array(new, f"param {self.name!r}: value")
+        if self.kind not in ("param", "buffer"):
+            raise GraphError(f"only params and buffers have a settable value, not {self.describe()}")
+        arr = real_array(new, f"{self.kind} {self.name!r}: value")
         if arr.shape != self.shape:
-            raise ShapeError(f"param {self.name}: value of shape {format_shape(arr.shape)} does not match "
+            raise ShapeError(f"{self.kind} {self.name}: value of shape {format_shape(arr.shape)} does not match "
                              f"{format_shape(self.shape)}")
         if not np.all(np.isfinite(arr)):
-            raise GraphError(f"param {self.name!r}: value has non-finite entries")
+            raise GraphError(f"{self.kind} {self.name!r}: value has non-finite entries")
         if not arr.flags.writeable:  # a compiled step updates the value in place
             arr = arr.copy()
         object.__setattr__(self, "_value", arr)
@@ -460,7 +463,7 @@ class Graph:
     def _check_names(self) -> None:
         by_name: dict[str, Node] = {}
         for n in self.order:
-            if n.kind in ("var", "param"):
+            if n.kind in ("var", "param", "random", "buffer"):
                 other = by_name.setdefault(n.name, n)
                 if other is not n:
                     raise GraphError(f"two different leaves are both named {n.name!r} "
@@ -486,6 +489,16 @@ class Graph:
     @property
     def params(self) -> list[Node]:
         return [n for n in self.order if n.kind == "param"]
+
+    @property
+    def randoms(self) -> list[Node]:
+        """The random leaves (:mod:`symgrad.random`), drawn afresh at each evaluation."""
+        return [n for n in self.order if n.kind == "random"]
+
+    @property
+    def buffers(self) -> list[Node]:
+        """The buffers (state such as running statistics, read like params, never trained)."""
+        return [n for n in self.order if n.kind == "buffer"]
 
     def find(self, name: str) -> Node:
         """The var or param called ``name``."""

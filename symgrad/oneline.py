@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # how tightly a text binds, for parentheses: f(x) and names, xᵀ, x², −x, a/b, x·y, x + y, x > y
 ATOM, POSTFIX, POW, NEG, FRAC, MUL, ADD, CMP = 100, 90, 80, 70, 60, 60, 50, 40
-STYLES = ("call", "infix", "frac", "power", "prefix", "postfix", "product", "bars")
+STYLES = ("call", "infix", "frac", "power", "prefix", "postfix", "product", "bars", "through")
 _SIMPLE = re.compile(r"\(.*\)|[^\W\d_][₀-₉]*ᵀ?")  # one letter (and subscript, ᵀ) or a group
 _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -44,7 +44,8 @@ Operand = tuple  # (text, precedence)
 class Notation:
     """How an op is written in one line of text.
 
-    style : one of :data:`STYLES`; ``"call"`` writes ``label(args)``.
+    style : one of :data:`STYLES`; ``"call"`` writes ``label(args)``, ``"through"``
+        writes input 0 alone (an op whose value is its first input).
     symbol : the operator (``"+"``, ``"·"``, ``"ᵀ"``); the op's label when empty.
     prec : how tightly the result binds (:data:`ATOM` … :data:`CMP`).
     tensor_symbol : for ``"infix"``: the symbol used when every operand is a
@@ -84,6 +85,8 @@ def apply_text(node: "Node", args: list[Operand]) -> Operand:
         if _SIMPLE.fullmatch(left) and _SIMPLE.fullmatch(right):
             return left + right, nt.prec
         return f"{wrap(args[0], nt.prec)} {sym} {wrap(args[1], nt.prec + 1)}", nt.prec
+    if nt.style == "through":
+        return args[0]
     if nt.style == "postfix":
         return wrap(args[0], ATOM) + sym, nt.prec
     if nt.style == "prefix":
@@ -114,6 +117,8 @@ def blank_text(node: "Node") -> str:
     """The op of a node with its inputs left blank: ``σ(·)``, ``· + ·``, ``· @ ·``, ``·ᵀ``."""
     op = node.op
     nt = op.notation or CALL
+    if nt.style == "through":
+        return "·"
     if nt.style in ("postfix", "prefix", "bars"):
         return apply_text(node, [("·", ATOM)] * op.nin)[0]
     if nt.style == "infix" and nt.tensor_symbol and all(i.shape != () for i in node.inputs):

@@ -64,9 +64,9 @@ def test_writeable_float64_array_set_as_param_value_is_still_shared_not_copied()
 
 
 def test_value_of_a_var_or_const_cannot_be_set():
-    with pytest.raises(GraphError, match="only params have a settable value"):
+    with pytest.raises(GraphError, match="only params and buffers have a settable value"):
         sg.var("x").value = 1.0
-    with pytest.raises(GraphError, match="only params have a settable value"):
+    with pytest.raises(GraphError, match="only params and buffers have a settable value"):
         sg.const(1.0).value = 2.0
 
 

@@ -11,6 +11,8 @@ from ..autodiff import grad
 from ..errors import FeedError, GraphError
 from ..graph import Graph, Node, as_node_list, format_shape
 from ..ops.base import var
+from ..ops.state import state_updates
+from ..random import make_rng
 from .load import ParamDtypeChanged, build
 from .schedule import DTYPES, Program
 
@@ -44,16 +46,26 @@ class CompiledFunction:
     file it was loaded from, so tracebacks and ``inspect`` show it.
     Params are read from their ``.value`` at every call.
 
+    Random nodes (:mod:`symgrad.random`) are drawn afresh at every call
+    from ``.rng``, a ``numpy.random.Generator`` the function owns (seeded by
+    ``compile(..., seed=)``; :meth:`seed` reseeds it).
+
     Safe to call from several threads at once: the function writes only
     into arrays it makes during the call (it keeps no work buffers between
-    calls) and changes no param.
+    calls) and changes no param or buffer (NumPy's Generator serialises
+    the draws).
     """
 
     def __init__(self, fn: Callable, source: str, path: str, inputs: list[Node], outputs: list[Node],
-                 dtype: str):
+                 dtype: str, rng: np.random.Generator | None = None):
         self.fn, self.source, self.path = fn, source, path
         self.inputs, self.outputs, self.dtype = inputs, outputs, dtype
+        self.rng = rng if rng is not None else np.random.default_rng()
         self._n = len(inputs)
+
+    def seed(self, seed: int) -> None:
+        """Reseed the generator the random nodes are drawn from (the same draws as ``seed=`` at compile)."""
+        reseed(self.rng, seed, "compiled function")
 
     def __call__(self, *args: Any, **kwargs: Any):
         if kwargs or len(args) != self._n:
@@ -63,6 +75,14 @@ class CompiledFunction:
     def __repr__(self) -> str:
         return (f"CompiledFunction(inputs={[n.name for n in self.inputs]}, "
                 f"outputs={[o.describe() for o in self.outputs]}, dtype={self.dtype!r})")
+
+
+def reseed(rng: np.random.Generator, seed: Any, what: str) -> None:
+    """Put ``rng`` in the state a fresh generator seeded with ``seed`` has (the same object stays bound
+    in the generated code)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise GraphError(f"{what}: seed must be an int >= 0, got {seed!r}")
+    rng.bit_generator.state = type(rng.bit_generator)(int(seed)).state
 
 
 def _bind_args(what: str, inputs: list[Node], args: tuple, kwargs: dict) -> tuple:
@@ -83,7 +103,7 @@ def _bind_args(what: str, inputs: list[Node], args: tuple, kwargs: dict) -> tupl
 
 
 def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None, dtype: str = "float64", *,
-            reuse_buffers: bool = True) -> CompiledFunction:  # noqa: A001  the natural name, as in jax/theano
+            reuse_buffers: bool = True, seed: Any = None) -> CompiledFunction:  # noqa: A001  the natural name, as in jax/theano
     """Compile output nodes to one Python + NumPy function.
 
     Parameters
@@ -96,6 +116,10 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None
         dtype are cast at each call).
     reuse_buffers : let elementwise ops write into temporaries whose last
         use has passed (``np.add(a, b, out=a)``).
+    seed : for the random nodes: None (fresh entropy), an int >= 0 or a
+        ``numpy.random.Generator`` the function then draws from.  With the
+        same seed, a float64 function draws what :func:`symgrad.evaluate`
+        draws with that seed.
 
     Returns
     -------
@@ -132,10 +156,11 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None
         ins = Graph(outs).vars
     else:
         ins = _check_inputs(inputs, "compile")
+    rng = make_rng(seed, "compile")
     program = Program("fn", dtype, ins, [], outs, [], [], params_writable=False, reuse=reuse_buffers,
                        single=single)
-    fn, source, path = build("fn", program)
-    return CompiledFunction(fn, source, path, ins, outs, dtype)
+    fn, source, path = build("fn", program, rng=rng)
+    return CompiledFunction(fn, source, path, ins, outs, dtype, rng)
 
 
 class StepFunction:
@@ -165,6 +190,12 @@ class StepFunction:
         learning-rate schedules read it); settable.
     state : ``{param name: {state name: array}}``, the optimizer state
         (updated in place).
+    buffers : the buffers the step updates (batch norm's running statistics,
+        :mod:`symgrad.ops.state`), in place in their ``.value`` arrays, after
+        the forward pass.
+    rng : the ``numpy.random.Generator`` the random nodes (dropout masks, ε)
+        are drawn from, afresh at every call; seeded by ``seed=``, reseeded
+        by :meth:`seed`.
     source : the generated source of the step.
 
     With ``dtype="float32"`` the forward and backward passes, gradients and
@@ -181,13 +212,14 @@ class StepFunction:
     """
 
     def __init__(self, loss: Node, optimizer, inputs: list[Node], outputs: list[Node], params: list[Node],
-                 dtype: str, reuse_buffers: bool = True):
+                 dtype: str, reuse_buffers: bool = True, seed: Any = None):
         from ..optim import Optimizer
         if not isinstance(optimizer, Optimizer):
             raise GraphError(f"compile_step: optimizer must be an sg.optim optimizer, got {type(optimizer).__name__}")
         self.loss, self.optimizer, self.inputs, self.outputs = loss, optimizer, inputs, outputs
         self.params, self.dtype = params, dtype
         self.t = 0
+        self.rng = make_rng(seed, "compile_step")
         self._lock = threading.Lock()  # one call at a time: work buffers, state and params are shared
         self._reuse = reuse_buffers
         self._evaluate: CompiledFunction | None = None
@@ -201,6 +233,9 @@ class StepFunction:
         state_nodes, state_arrays, stores = [], [], []
         for p, new_p in zip(params, plan.new_params):
             stores.append((p, new_p))
+        updates = state_updates([loss] + outputs)
+        self.buffers = [b for b, _ in updates]
+        stores += updates
         for p, name, leaf, new in plan.states:
             arr = np.zeros(p.shape, dtype=np_dtype)
             self.state.setdefault(p.name, {})[name] = arr
@@ -214,7 +249,8 @@ class StepFunction:
                                      params_writable=True, barrier=grads, reuse=reuse_buffers,
                                      return_float_first=True, single=not outputs, rule_comment=rule,
                                      state_owner=owner)
-        self._graph_params = Graph([loss] + outputs + [v for _, v in stores]).params
+        whole = Graph([loss] + outputs + [v for _, v in stores])
+        self._graph_params = whole.params + whole.buffers
         self._variants: dict[tuple, tuple[Callable, str, str]] = {}
         self._fn, self.source, self.path = self._compile()
         self._n = len(inputs)
@@ -223,7 +259,7 @@ class StepFunction:
         """The step for the dtypes the params' values have now (compiled once per combination)."""
         key = tuple(np.asarray(p.value).dtype.str for p in self._graph_params)
         if key not in self._variants:
-            self._variants[key] = build("step", self._make(), self._state_list)
+            self._variants[key] = build("step", self._make(), self._state_list, self.rng)
         return self._variants[key]
 
     def __call__(self, *args: Any, **kwargs: Any):
@@ -246,11 +282,17 @@ class StepFunction:
         with self._lock:
             if self._evaluate is None:
                 self._evaluate = compile([self.loss] + self.outputs, inputs=self.inputs, dtype=self.dtype,
-                                         reuse_buffers=self._reuse)
+                                         reuse_buffers=self._reuse, seed=self.rng)
             res = self._evaluate(*args, **kwargs)
         if not self.outputs:
             return float(res[0])
         return (float(res[0]),) + tuple(res[1:])
+
+    def seed(self, seed: int) -> None:
+        """Reseed the generator of the random nodes: the calls that follow draw what a step compiled
+        with ``seed=seed`` draws."""
+        with self._lock:
+            reseed(self.rng, seed, "step")
 
     def reset(self) -> None:
         """Zero the optimizer state and the update count (params are left as they are)."""
@@ -276,7 +318,7 @@ def _fresh_name(stem: str, taken: set[str]) -> str:
 
 def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Sequence[Node] = (), *,
                  params: Sequence[Node] | None = None, dtype: str = "float64",
-                 reuse_buffers: bool = True) -> StepFunction:
+                 reuse_buffers: bool = True, seed: Any = None) -> StepFunction:
     """Compile forward, backward and optimizer update into one function.
 
     Parameters
@@ -288,6 +330,12 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
     outputs : extra nodes to return with the loss (e.g. the logits).
     params : the params to train; default: every param of the loss graph.
     dtype : ``"float64"`` or ``"float32"`` (see :class:`StepFunction`).
+    seed : for the random nodes (dropout masks, a VAE's ε), drawn afresh at
+        every step: None, an int >= 0 or a ``numpy.random.Generator``.
+
+    Buffer updates recorded in the loss's graph (batch norm's running
+    statistics in training mode, :mod:`symgrad.ops.state`) are applied at
+    every step too.
 
     Returns
     -------
@@ -325,4 +373,4 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
                 raise GraphError(f"compile_step: param {p.name!r} is not in the graph of the loss")
         if len(set(ps)) != len(ps):
             raise GraphError("compile_step: a param is listed twice")
-    return StepFunction(loss, optimizer, ins, outs, list(ps), dtype, reuse_buffers)
+    return StepFunction(loss, optimizer, ins, outs, list(ps), dtype, reuse_buffers, seed)

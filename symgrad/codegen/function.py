@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GraphError
 from ..graph import Node, format_shape
 from .buffers import Assignment, assign
 from .emit import Expressions, Globals, is_augmented
@@ -15,9 +16,10 @@ from .schedule import Program, dims_before
 class FunctionWriter:
     """Writes the source of ``program`` (after :meth:`Program.plan`); ``globals`` are what it binds."""
 
-    def __init__(self, program: Program, state_arrays=()):
+    def __init__(self, program: Program, state_arrays=(), rng=None):
         self.p = program
         self.state_arrays = list(state_arrays)
+        self.rng = rng
         op_names = {v.op.name for v in program.schedule}  # kept free for the ops' implementations
         self.names = Names(op_names | {program.fname})
         self.g = Globals(lambda name: name == program.fname or (name in self.names.taken and name not in op_names))
@@ -88,6 +90,8 @@ class FunctionWriter:
         for v in sorted(p.live.values(), key=lambda v: v.order):
             if v.role == "param":
                 body += self._param(v)
+            elif v.role == "random":
+                body += self._random(v)
             elif v.role == "state":
                 node = v.nodes[0]
                 self._name(v, ident_base(node.name))
@@ -100,22 +104,53 @@ class FunctionWriter:
                 b.holder = v.ident
         return body
 
+    def _random(self, v: Value) -> list[str]:
+        """The draw of a random node from the function's Generator (the calls of :func:`symgrad.random.draw`)."""
+        from ..random import describe_distribution
+        node = v.nodes[0]
+        missing = [d for d in node.shape if isinstance(d, str) and d not in self.dim_ident]
+        if missing:
+            raise GraphError(f"compile: random node {node.name!r} of shape {format_shape(node.shape)} needs dim "
+                             f"{missing[0]!r}, which no input fixes (add an input with that dim, or use like=)")
+        if self.rng is None:
+            raise GraphError(f"compile: the graph has the random node {node.name!r} but no generator was given")
+        rng = self.g.bind(self.rng, "rng")
+        parts = [self._dim(d) for d in node.shape]
+        shape = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        x = self._name(v, ident_base(node.name))
+        note = f"  # {comment_text(describe_distribution(node))}"
+        dist = node.attr("dist")
+        if dist == "bernoulli":
+            return [f"    {x} = ({rng}.random({shape}) < {float_literal(node.attr('p'))}).astype(_DT){note}"]
+        if dist == "normal":
+            lines = [f"    {x} = {rng}.standard_normal({shape}, dtype=_DT){note}"]
+            scale, shift = node.attr("std"), node.attr("mean")
+        else:
+            lines = [f"    {x} = {rng}.random({shape}, dtype=_DT){note}"]
+            scale, shift = node.attr("high") - node.attr("low"), node.attr("low")
+        if scale != 1.0:
+            lines.append(f"    {x} *= {float_literal(scale)}")
+        if shift != 0.0:
+            lines.append(f"    {x} += {float_literal(shift)}")
+        return lines
+
     def _param(self, v: Value) -> list[str]:
         p, node = self.p, v.nodes[0]
         holder = self.g.bind(node, "param")
         base = ident_base(node.name)
         self._name(v, base)
         name = comment_text(node.name)
+        kind = node.kind  # a param, or a buffer (read and stored the same way)
         if not p.params_writable:  # read only: a value of another dtype is cast
-            return [f"    {v.ident} = {holder}.value  # param {name}",
+            return [f"    {v.ident} = {holder}.value  # {kind} {name}",
                     f"    if {v.ident}.dtype is not _DT: {v.ident} = {v.ident}.astype(_DT)"]
         if p.direct(v):  # computed on and updated in place
-            return [f"    {v.ident} = {holder}.value  # param {name}",
+            return [f"    {v.ident} = {holder}.value  # {kind} {name}",
                     f"    if {v.ident}.dtype is not _DT: _stale({v.ident}, _DT)"]
         # held in another dtype: loaded into a working array, updated at the end
         stored = self.master_ident[id(v)] = self.names.new(base + "_value")
         sdt = self.g.bind(p.param_dtypes[id(v)], "dt")
-        lines = [f"    {stored} = {holder}.value  # param {name}, held as {p.param_dtypes[id(v)].name}",
+        lines = [f"    {stored} = {holder}.value  # {kind} {name}, held as {p.param_dtypes[id(v)].name}",
                  f"    if {stored}.dtype is not {sdt}: _stale({stored}, {sdt})"]
         if v.ndim > 0:
             work = self.g.bind(np.empty(v.shape, dtype=p.np_dtype), "work")

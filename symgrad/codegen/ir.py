@@ -138,8 +138,10 @@ def lower(roots: list[Node], roles: Mapping[Node, tuple[str, int]], dtype: str) 
                     raise GraphError(f"compile: the graph uses var {node.name!r} ({node.describe()}), "
                                      f"which is not listed in inputs")
                 role, index = roles[node]
-            elif node.kind == "param":
+            elif node.kind in ("param", "buffer"):  # a buffer is read (and stored) like a param
                 role, index = roles.get(node, ("param", -1))
+            elif node.kind == "random":  # drawn at each call
+                role, index = "random", -1
             else:
                 role, index = "const", -1
             vals[node] = table.leaf(node, role, index)

@@ -98,10 +98,12 @@ def _stale(value: np.ndarray, want: np.dtype) -> None:
         raise ParamDtypeChanged
 
 
-def build(fname: str, program: Program, state_arrays: Sequence[np.ndarray] = ()) -> tuple[Callable, str, str]:
-    """Plan, write and load ``program``: the function, its source and the file it was loaded from."""
+def build(fname: str, program: Program, state_arrays: Sequence[np.ndarray] = (),
+          rng: np.random.Generator | None = None) -> tuple[Callable, str, str]:
+    """Plan, write and load ``program``: the function, its source and the file it was loaded from.
+    ``rng`` is the Generator the function draws its random nodes from."""
     program.plan()
-    writer = FunctionWriter(program, state_arrays)
+    writer = FunctionWriter(program, state_arrays, rng)
     source = writer.source()
     ns = dict(writer.g.table)
     ns.update(_runtime_globals(program.np_dtype))

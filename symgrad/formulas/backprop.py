@@ -22,7 +22,7 @@ import sympy
 
 from ..autodiff import adjoints
 from ..errors import GradError, GraphError
-from ..evaluate import evaluate, resolve_feeds
+from ..evaluate import complete_feeds, evaluate
 from ..graph import Graph, Node, as_node_list
 from .build import MATRIX, SCALAR, Builder, finish, refold_map
 from .notation import leaf_symbol
@@ -82,8 +82,13 @@ class BackpropEquations(Printable):
             return "\n".join("  " + ln for ln in e.rhs.pretty().splitlines())
         return join_pretty(["  ", self.lhs_text(e), " = ", e.rhs])
 
+    def _randoms(self) -> list[Node]:
+        return Graph(self.loss).randoms
+
     def pretty(self) -> str:
-        lines = ["forward:"] + [self._line(e) for e in self.forward]
+        from ..random import describe_distribution
+        lines = ["forward:"] + [f"  {describe_distribution(r)}" for r in self._randoms()]
+        lines += [self._line(e) for e in self.forward]
         lines += ["backward:"] + [self._line(e) for e in self.equations]
         return "\n".join(lines)
 
@@ -93,26 +98,31 @@ class BackpropEquations(Printable):
             if isinstance(e.rhs, Printable):
                 return e.rhs.latex().replace(" = ", " &= ", 1)
             return r"%s &= %s" % (self.lhs_latex(e), to_latex(e.rhs))
-        rows = [row(e) for e in self.forward]
+        from ..random import distribution_latex
+        rows = [r"%s &\sim %s" % (to_latex(sympy.Symbol(r.name)), distribution_latex(r)) for r in self._randoms()]
+        rows += [row(e) for e in self.forward]
         back = [row(e) for e in self.equations]
         sep = r" \\[6pt] " if rows and back else ""
         return r"\begin{aligned}" + r" \\ ".join(rows) + sep + r" \\ ".join(back) + r"\end{aligned}"
 
-    def evaluate(self, feeds: Mapping | None = None) -> dict[str, Any]:
+    def evaluate(self, feeds: Mapping | None = None, *, seed: Any = None) -> dict[str, Any]:
         """Numbers for every equation, computed from the printed right-hand sides.
 
         Forward values of the named nodes come from :func:`symgrad.evaluate`;
         each backward equation is then computed in order from its SymPy
         right-hand side with the values found so far.  Returns
         ``{label: array}`` with labels such as ``"δ_Z1"`` and ``"∂L/∂W1"``.
+        Random nodes that ``feeds`` does not fix are drawn once (``seed``)
+        and used by both.
         """
         graph = Graph(self.loss)
-        fed = resolve_feeds(graph, feeds)
+        fed = complete_feeds(graph, feeds, seed, "backprop_equations.evaluate")
+        feeds = fed
         env: dict[str, Any] = {}
         for leaf in graph.leaves:
             if leaf.kind == "const" and leaf.name:  # a named constant prints by its name
                 env[leaf.name] = leaf.value
-            if leaf.kind in ("var", "param"):
+            if leaf.kind in ("var", "param", "buffer", "random"):
                 env[leaf.name] = fed[leaf] if leaf in fed else leaf.value
                 for d, size in zip(leaf.shape, np.shape(env[leaf.name])):
                     if isinstance(d, str):
@@ -271,7 +281,7 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
     loss_name = loss.name or ("L" if "L" not in names else "loss")
     named = [n for n in graph.order if n in name_of]
     by_name: dict[str, Node] = {}
-    for n in named + [n for n in graph.order if n.kind in ("var", "param")]:
+    for n in named + [n for n in graph.order if n.kind in ("var", "param", "buffer", "random")]:
         other = by_name.setdefault(name_of.get(n, n.name), n)
         if other is not n:
             raise GraphError(f"backprop_equations: two different nodes are both named {n.name!r}")

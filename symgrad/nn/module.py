@@ -50,7 +50,9 @@ class Module(abc.ABC):
     def __init__(self, name: str):
         self.name = check_name(name)
         self._params: dict[str, Node] = {}
+        self._buffers: dict[str, Node] = {}
         self._modules: list[Module] = []
+        self.training = True
 
     # ------------------------------------------------------- building
     def param(self, local: str, value: Any = None, *, shape: Any = None, init: str | Callable | None = None,
@@ -74,6 +76,45 @@ class Module(abc.ABC):
             raise GraphError(f"module {self.name!r}: {module.name!r} is already a child")
         self._modules.append(module)
         return module
+
+    def buffer(self, local: str, value: Any) -> Node:
+        """Create the buffer ``<module name>.<local>``: state that is not trained by gradients
+        (batch norm's running statistics), updated by a compiled training step, read by the
+        evaluation graph, and saved with the parameters (:meth:`state_dict`)."""
+        from ..ops.state import buffer as _buffer
+        check_name(local)
+        if local in self._buffers or local in self._params:
+            raise GraphError(f"module {self.name!r} already has a parameter or buffer {local!r}")
+        node = _buffer(f"{self.name}.{local}", value)
+        self._buffers[local] = node
+        return node
+
+    # ------------------------------------------------------- modes
+    def train(self, mode: bool = True) -> "Module":
+        """Set training mode (the default) on this module and every sub-module; returns ``self``.
+
+        The mode is read when the module is *called*: a graph built in training mode
+        keeps dropout and batch statistics, one built after :meth:`eval` does not.
+        Both graphs share the parameters.
+
+        Examples
+        --------
+        >>> import symgrad as sg
+        >>> m = sg.nn.MLP([2, 3, 1])
+        >>> m.eval().training, all(not s.training for s in m.modules())
+        (False, True)
+        >>> m.train().training
+        True
+        """
+        if not isinstance(mode, (bool, np.bool_)):
+            raise GraphError(f"module {self.name!r}: train() expects True or False, got {mode!r}")
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Set evaluation mode on this module and every sub-module (``train(False)``); returns ``self``."""
+        return self.train(False)
 
     @abc.abstractmethod
     def forward(self, *inputs: Any) -> Any:

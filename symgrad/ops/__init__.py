@@ -17,6 +17,7 @@ from .einsum import einsum
 from .activations import clip, elu, gelu, minimum, silu, step
 from .mask import masked_fill, tril, triu
 from .stats import logsumexp, norm, std, variance
+from . import state
 
 #: the ops symgrad ships with (user ops from sg.elementwise and their derivatives come later)
 BUILTIN_OPS = frozenset(REGISTRY)

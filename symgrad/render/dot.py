@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import FeedError, GraphError, RenderError
 from ..graph import Node, as_node_list
+from ..ops.state import STATE_UPDATE
 from .labels import Labels
 from .output import render_bytes
 from .scene import Scene, build_scene
@@ -29,6 +30,12 @@ NODE_STYLES: dict[str, tuple[dict[str, str], str]] = {
                "penwidth": "1.5"}, "parameter"),
     "const": ({"shape": "box", "style": "filled", "fillcolor": "#f1f5f9", "color": "#94a3b8",
                "fontsize": "10"}, "constant"),
+    "random": ({"shape": "box", "style": "rounded,filled,dashed", "fillcolor": "#fce7f3", "color": "#be185d",
+                "penwidth": "1.5"}, "random (drawn each call)"),
+    "buffer": ({"shape": "cylinder", "style": "filled", "fillcolor": "#ecfccb", "color": "#4d7c0f"},
+               "buffer (updated by a step)"),
+    "update": ({"shape": "cds", "style": "filled", "fillcolor": "#ecfccb", "color": "#4d7c0f"},
+               "buffer update (training step)"),
     "op": ({"shape": "ellipse", "style": "filled", "fillcolor": "#ffffff", "color": "#334155"},
            "operation"),
     "loss": ({"shape": "box", "style": "rounded,filled,bold", "fillcolor": "#fee2e2", "color": "#dc2626",
@@ -45,6 +52,9 @@ NODE_STYLES: dict[str, tuple[dict[str, str], str]] = {
                         "fontcolor": "#3b0764", "fontsize": "10"}, "backward constant"),
     "layer_grad": ({"shape": "box3d", "style": "filled", "fillcolor": "#ede9fe", "color": "#6d28d9",
                     "fontcolor": "#3b0764"}, "layer gradients (collapsed)"),
+    # draw(..., check=report): an op whose local derivative (VJP) disagrees with finite differences
+    "check_failed": ({"shape": "octagon", "style": "filled,bold", "fillcolor": "#f87171", "color": "#7f1d1d",
+                      "fontcolor": "#450a0a", "penwidth": "3"}, "wrong local derivative (check_grad)"),
 }
 # the legend's lines for the edge kinds: a picture of the line in its colour, and its meaning
 LEGEND_EDGES = (("forward", "──▶  forward", FORWARD_EDGE["color"]),
@@ -85,7 +95,7 @@ class _Item:
 def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapping | None = None,
          show: Iterable[str] = ("name", "op", "shape"), formulas: bool = False, rankdir: str = "LR",
          collapse: bool = False, wrt: Node | Sequence[Node] | None = None,
-         legend: bool = True, shape_ops: bool = False) -> Drawing:
+         legend: bool = True, shape_ops: bool = False, check=None) -> Drawing:
     """Draw the graph of ``outputs`` (and, with ``backward=True``, its backward graph).
 
     Parameters
@@ -114,6 +124,10 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
         ``reshape``, ``broadcast``, sums over size-1 axes) as nodes; by
         default they are folded into their neighbours, so the backward graph
         reads as in a textbook (``∂L/∂W₁ = (∂L/∂a₁)xᵀ``).
+    check : a report of ``sg.check_grad(..., per_node=True)``: each op whose
+        local derivative failed the check is drawn red (an octagon, the
+        ``check_failed`` style) with a line giving its relative error, the
+        first one in forward order marked "first".
 
     Returns
     -------
@@ -143,8 +157,9 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
     if values is not None and not isinstance(values, Mapping):
         raise FeedError(f"draw: values must be a mapping of vars (nodes or names) to values, "
                         f"got {type(values).__name__}")
+    failed = _failed_nodes(check)
     scene = build_scene(outs, backward=backward, wrt=wrt, shape_ops=shape_ops, values=values)
-    writer = _DotWriter(scene, Labels(scene, show, formulas), collapse)
+    writer = _DotWriter(scene, Labels(scene, show, formulas), collapse, failed)
     return writer.write(rankdir, legend)
 
 
@@ -168,11 +183,30 @@ def _check_show(show: Iterable[str]) -> tuple[str, ...]:
     return fields
 
 
+def _failed_nodes(check) -> dict[Node, str]:
+    """{node: note line} of the failed checks of a per-node gradient-check report (draw's ``check=``)."""
+    if check is None:
+        return {}
+    checks = getattr(check, "checks", None)
+    if not isinstance(checks, list) or not hasattr(check, "first_failure"):
+        raise RenderError(f"draw: check must be the report of sg.check_grad(..., per_node=True), "
+                          f"got {type(check).__name__}")
+    first = check.first_failure
+    notes = {}
+    for c in checks:
+        if c.failed:
+            what = f"rel. error {c.error:.2g}" if c.status == "wrong" else "VJP failed"
+            notes[c.node] = f"✗ {'first ' if c is first else ''}wrong ∂ ({what})"
+    return notes
+
+
 def _forward_style(n: Node, scene: Scene) -> str:
     if n.kind == "var":
         return "input"
-    if n.kind in ("param", "const"):
+    if n.kind in ("param", "const", "random", "buffer"):
         return n.kind
+    if n.op is STATE_UPDATE:
+        return "update"
     return "loss" if n is scene.loss else "op"
 
 
@@ -184,8 +218,9 @@ def _grad_style(of: Node) -> str:
 class _DotWriter:
     """Turns a :class:`~.scene.Scene` and its :class:`~.labels.Labels` into DOT statements."""
 
-    def __init__(self, scene: Scene, labels: Labels, collapse: bool):
+    def __init__(self, scene: Scene, labels: Labels, collapse: bool, failed: Mapping[Node, str] | None = None):
         self.s = scene
+        self.failed = dict(failed or {})
         self.labels = labels
         self.collapse = collapse and bool(scene.cluster)
         every = sorted(set(scene.forward) | set(scene.back_only), key=lambda n: n.id)
@@ -195,6 +230,8 @@ class _DotWriter:
     def _items(self, drawn_back: list[Node]) -> list[_Item]:
         s, text = self.s, self.labels
         items = [_Item(self.key[n], _forward_style(n, s), text.forward(n), s.cluster.get(n))
+                 if n not in self.failed else
+                 _Item(self.key[n], "check_failed", text.forward(n) + [self.failed[n]], s.cluster.get(n))
                  for n in s.forward]
         for n in drawn_back:
             owner = s.owner.get(n)
@@ -255,7 +292,9 @@ class _DotWriter:
             elif box not in placed:
                 placed.add(box)
                 if box.startswith("layer"):
-                    new_items.append(_Item(box, "layer", self.labels.layer(item.cluster, members[box])))
+                    bad = [self.failed[m] for m in members[box] if m in self.failed]
+                    new_items.append(_Item(box, "check_failed" if bad else "layer",
+                                           self.labels.layer(item.cluster, members[box]) + bad[:1]))
                 else:
                     tie = f"layer{ids[item.cluster]}"
                     new_items.append(_Item(box, "layer_grad", self.labels.layer_grads(item.cluster),

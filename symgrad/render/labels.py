@@ -17,6 +17,8 @@ import numpy as np
 
 from ..graph import Node, format_shape
 from ..oneline import ATOM, FRAC, NEG, Operand, apply_text, blank_text, const_text, number
+from ..ops.state import STATE_UPDATE
+from ..random import describe_distribution
 from .scene import Scene, layer_prefix
 
 SMALL_ARRAY = 9   # arrays with at most this many entries (and ≤ 6 columns) are shown in full
@@ -182,8 +184,12 @@ class Labels:
         """A forward node: a leaf by name (a scalar constant by value), an op as
         ``name = formula`` (or its op with blank inputs), then shape and value."""
         where = self.s.cluster.get(n)
-        if n.kind in ("var", "param"):
+        if n.kind in ("var", "param", "buffer"):
             head = [self.short(n, where)]
+        elif n.kind == "random":
+            head = [describe_distribution(n)]
+        elif n.op is STATE_UPDATE:  # y, recording buffer ← new
+            head = [f"{self.short(n.inputs[1], where)} ← new"]
         elif n.kind == "const":
             head = [self.short(n, where)] if n.name else [const_text(n)]
         else:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..autodiff import adjoints
 from ..errors import GradError, RenderError
-from ..evaluate import resolve_feeds, run_graph
+from ..evaluate import complete_feeds, run_graph
 from ..graph import Graph, Node, as_node_list
 
 
@@ -98,7 +98,7 @@ def build_scene(outs: list[Node], *, backward: bool, wrt: Any, shape_ops: bool,
         scene.loss = scalar_outs[0] if len(scalar_outs) == 1 and len(outs) == 1 else None
     if values is not None:
         everything = Graph(outs + list(scene.grads.values()))
-        scene.values = run_graph(everything, resolve_feeds(everything, values))
+        scene.values = run_graph(everything, complete_feeds(everything, values, None, "draw"))
     _assign_clusters(scene, outs)
     return scene
 
