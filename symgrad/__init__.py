@@ -44,5 +44,7 @@ from .codegen import compile, compile_step
 from . import random  # sg.random.normal/uniform/bernoulli: random nodes drawn at each evaluation
 from .errors import OptimizerError
 from .errors import OutputError
+from . import text  # tokenize → numericalize (Vocab) → pad, for embeddings
+from .errors import TextError
 
 __version__ = "0.1.0"

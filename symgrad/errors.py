@@ -82,3 +82,8 @@ class OutputError(SymgradError, OSError):
 
     def __str__(self) -> str:  # OSError would print "[Errno n] None: path" once errno is set
         return str(self.args[0]) if self.args else ""
+
+
+class TextError(SymgradError, ValueError):
+    """The text pipeline (``sg.text``) got bad input: text that is not a string, token lists that
+    are not lists of strings, a bad vocabulary setting, an id outside the vocabulary."""
