@@ -42,6 +42,7 @@ from .train import History, fit
 from . import optim
 from .codegen import compile, compile_step
 from . import random  # sg.random.normal/uniform/bernoulli: random nodes drawn at each evaluation
+from .random import dropout
 from .errors import OptimizerError
 from .errors import OutputError
 from . import text  # tokenize → numericalize (Vocab) → pad, for embeddings

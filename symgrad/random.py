@@ -38,7 +38,7 @@ import numpy as np
 from .errors import GraphError, ShapeError
 from .graph import Node, check_name, format_shape, normalize_shape
 
-__all__ = ["normal", "uniform", "bernoulli", "describe_distribution", "draw", "make_rng", "DISTRIBUTIONS"]
+__all__ = ["normal", "uniform", "bernoulli", "dropout", "describe_distribution", "draw", "make_rng", "DISTRIBUTIONS"]
 
 #: the distributions a random node may have, with their default names
 DISTRIBUTIONS = {"normal": "ε", "uniform": "u", "bernoulli": "m"}
@@ -200,3 +200,41 @@ def concrete_shape(node: Node, dims: dict, what: str) -> tuple:
         else:
             out.append(d)
     return tuple(out)
+
+
+def dropout(x: Node, p: float, training: bool = True, *, name: str | None = None,
+            mask_name: str | None = None) -> Node:
+    """Inverted dropout: each entry of ``x`` is zeroed with probability ``p`` and the kept ones are
+    scaled by 1/(1 − p), so the expected value is ``x``; the identity when ``training`` is false.
+
+    The mask is a Bernoulli(1 − p) random node (named ``mask_name``, by default ``m``), drawn
+    afresh at every evaluation and every call of a compiled function or step; where it is 0 the
+    gradient is 0.
+
+    Examples
+    --------
+    >>> import numpy as np, symgrad as sg
+    >>> x = sg.var("x", shape=("batch", 1000))
+    >>> y = sg.dropout(x, 0.25)
+    >>> v = sg.evaluate(y, {"x": np.ones((4, 1000))}, seed=0)
+    >>> np.unique(v.round(4)).tolist()
+    [0.0, 1.3333]
+    >>> round(float((v == 0).mean()), 2)
+    0.25
+    >>> sg.dropout(x, 0.25, training=False) is x
+    True
+    """
+    from .ops.base import as_node
+    x = as_node(x, "dropout")
+    p = _number(p, "dropout: p")
+    if not 0.0 <= p <= 1.0:
+        raise GraphError(f"dropout: p must lie in [0, 1], got {p} (for {x.describe()})")
+    if not isinstance(training, (bool, np.bool_)):
+        raise GraphError(f"dropout: training must be True or False, got {training!r}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:  # everything dropped (as PyTorch): zeros, and zero gradient
+        return (x * 0.0) if name is None else (x * 0.0).named(name)
+    mask = bernoulli(1.0 - p, like=x, name=mask_name)
+    y = x * mask / (1.0 - p)
+    return y if name is None else y.named(name)

@@ -7,6 +7,7 @@ symbols ``W1[0,1]`` as ``(W₁)_{0,1}``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import sympy
@@ -22,6 +23,15 @@ from ..graph import Node
 #: prefix of the name of an adjoint symbol (δ_z1 is the cotangent of z1)
 DELTA = "δ_"
 _ENTRY = re.compile(r"^(?P<base>.+)\[(?P<index>[0-9,]+)\]$")
+
+
+_GREEK = re.compile("[\u03b1-\u03c9]")  # small Greek letters, spelled out for LaTeX
+
+
+def _qualified(name: str) -> bool:
+    """A module-qualified name with a word after an underscore (``bn.running_mean``): printed as
+    written, not with SymPy's subscript (``bn.runningₘₑₐₙ``)."""
+    return "." in name and re.search(r"_[^\W\d_]{2,}", name) is not None
 
 
 def _split_division(expr) -> tuple[list, list]:
@@ -62,7 +72,17 @@ class _Latex(LatexPrinter):
             base = self._print_Symbol(sympy.Symbol(m["base"]), style)
             base = r"\left(%s\right)" % base if "_" in base or "^" in base else base
             return r"%s_{%s}" % (base, m["index"])
+        if _qualified(name):
+            return r"\mathrm{%s}" % name.replace("_", r"\_")
+        spelled = _GREEK.sub(lambda g: unicodedata.name(g[0]).split()[-1].lower(), name)
+        if spelled != name and re.fullmatch(r"[A-Za-z]+\d*(_\w+)?", spelled):  # ε -> \epsilon, σ_1 -> \sigma_{1}
+            return super()._print_Symbol(sympy.Symbol(spelled), style)
         return super()._print_Symbol(expr, style)
+
+    def _print_MatrixSymbol(self, expr, style="plain"):
+        if _qualified(expr.name) or _GREEK.search(expr.name):
+            return self._print_Symbol(sympy.Symbol(expr.name), style)
+        return super()._print_MatrixSymbol(expr)
 
 
 class _Pretty(PrettyPrinter):
@@ -122,7 +142,11 @@ class _Pretty(PrettyPrinter):
         m = _ENTRY.match(name)
         if m:
             return prettyForm(pretty_symbol(m["base"], bold_name) + f"[{m['index']}]")
+        if _qualified(name):
+            return prettyForm(name)
         return super()._print_Symbol(e, bold_name)
+
+    _print_MatrixSymbol = _print_Symbol
 
 
 class Printable:

@@ -10,7 +10,8 @@ Examples
 >>> [name for name, _ in model.named_parameters()]
 ['mlp.0.W', 'mlp.0.b', 'mlp.1.W', 'mlp.1.b']
 """
+from .batchnorm import BatchNorm1d, BatchNorm2d, Dropout
 from .layers import ACTIVATIONS, MLP, Linear
 from .module import Module
 
-__all__ = ["Module", "Linear", "MLP", "ACTIVATIONS"]
+__all__ = ["Module", "Linear", "MLP", "ACTIVATIONS", "Dropout", "BatchNorm1d", "BatchNorm2d"]

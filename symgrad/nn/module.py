@@ -159,6 +159,26 @@ class Module(abc.ABC):
                 out.append((node.name, node))
         return out
 
+    def named_buffers(self) -> list[tuple[str, Node]]:
+        """``(name, buffer node)`` pairs (batch norm's running statistics), in the order of
+        :meth:`named_parameters`."""
+        out: list[tuple[str, Node]] = []
+        seen: set[Node] = set()
+        for m in self.modules():
+            for node in m._buffers.values():
+                if node not in seen:
+                    seen.add(node)
+                    out.append((node.name, node))
+        return out
+
+    def _state_nodes(self) -> dict[str, Node]:
+        nodes = dict(self.named_parameters())
+        for name, node in self.named_buffers():
+            if name in nodes:
+                raise GraphError(f"module {self.name!r}: a parameter and a buffer are both named {name!r}")
+            nodes[name] = node
+        return nodes
+
     def parameters(self) -> list[Node]:
         """The parameter nodes, in the order of :meth:`named_parameters`."""
         return [p for _, p in self.named_parameters()]
@@ -168,7 +188,8 @@ class Module(abc.ABC):
         return int(sum(p.value.size for p in self.parameters()))
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter value, keyed by parameter name.
+        """A copy of every parameter value, keyed by parameter name, and of every buffer
+        (running statistics), keyed by buffer name.
 
         Examples
         --------
@@ -177,10 +198,10 @@ class Module(abc.ABC):
         {'fc.W': array([[1.],
                [1.]]), 'fc.b': array([0.])}
         """
-        return {name: p.value.copy() for name, p in self.named_parameters()}
+        return {name: p.value.copy() for name, p in self._state_nodes().items()}
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
-        """Set parameter values from ``state`` (name -> array), in place.
+        """Set parameter and buffer values from ``state`` (name -> array), in place.
 
         Every array is checked before any is assigned, so a failed load
         leaves the module unchanged.
@@ -210,7 +231,7 @@ class Module(abc.ABC):
                              f"got {type(state).__name__}")
         if not isinstance(strict, (bool, np.bool_)):
             raise StateError(f"module {self.name!r}: load_state_dict's strict must be True or False, got {strict!r}")
-        params = dict(self.named_parameters())
+        params = self._state_nodes()
         missing = [n for n in params if n not in state]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):

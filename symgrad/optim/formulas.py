@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..formulas.printing import Printable, join_pretty, to_pretty
+from ..formulas.printing import Printable, join_pretty, to_latex, to_pretty
 from ..graph import Node
 
 __all__ = ["UpdateFormulas"]
@@ -62,5 +62,5 @@ class UpdateFormulas(Printable, dict):
         return "\n".join(join_pretty([f"{to_pretty(sympy.Symbol(name))} ← ", expr]) for name, expr in self.items())
 
     def latex(self) -> str:
-        rows = [f"{sympy.latex(sympy.Symbol(name))} &\\leftarrow {sympy.latex(expr)}" for name, expr in self.items()]
+        rows = [f"{to_latex(sympy.Symbol(name))} &\\leftarrow {to_latex(expr)}" for name, expr in self.items()]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
