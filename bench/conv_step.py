@@ -18,13 +18,17 @@ start from the same weights and batch; their first losses are compared (the ``ag
   there; its ratio to symgrad goes through NumPy's time in each process.
 
 Times are medians over interleaved rounds (each implementation in turn, so background load hits
-them alike).
+them alike), by default of the process's CPU time (``time.process_time``: steadier than the wall clock
+on a shared machine, where time spent descheduled is not counted; with several BLAS threads it sums
+them, so compare with ``--threads 1``); ``--clock wall`` measures elapsed time.  The spread column is the
+interquartile range of symgrad's step times, relative to their median.
 
 Run:  python bench/conv_step.py            (~1 minute on a quiet machine)
       python bench/conv_step.py --quick    (smoke test: batch 8, 2 rounds, float64, no PyTorch)
       python bench/conv_step.py --torch-python /path/to/python   (a Python that has torch)
       python bench/conv_step.py --threads 1   (one BLAS/PyTorch thread each: steadier on a busy machine,
                                                where idle-waiting thread pools slow everyone down)
+      python bench/conv_step.py --clock wall  (elapsed time instead of CPU time)
 """
 from __future__ import annotations
 
@@ -203,31 +207,42 @@ def torch_step(weights, dtype):
 
 
 # ====================================================================== timing
-def _measure(steps: dict, X, Y, rounds: int) -> tuple[dict, dict]:
-    """Median seconds per step of each, over interleaved rounds; and each one's first loss."""
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def _measure(steps: dict, X, Y, rounds: int, clock: str = "cpu") -> tuple[dict, dict, dict]:
+    """Median seconds per step of each, over interleaved rounds; each one's first loss; and each one's
+    spread (interquartile range over the median)."""
+    tick = CLOCKS[clock]
     first = {name: fn(X, Y) for name, fn in steps.items()}
     times: dict = {name: [] for name in steps}
     for _ in range(rounds):
         for name, fn in steps.items():
-            t0 = time.perf_counter()
+            t0 = tick()
             fn(X, Y)
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}, first
+            times[name].append(tick() - t0)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    spread = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        spread[name] = (q[2] - q[0]) / med[name] if med[name] else 0.0
+    return med, first, spread
 
 
-def worker_torch(batch, dtype, rounds, threads) -> dict:
+def worker_torch(batch, dtype, rounds, threads, clock) -> dict:
     if threads:
         import torch
         torch.set_num_threads(threads)
     weights, X, Y = make_problem(batch)
-    med, first = _measure({"torch": torch_step(weights, dtype), "numpy": NumpyLeNet(weights, dtype)}, X, Y, rounds)
-    return {"time": med, "loss": first}
+    med, first, spread = _measure({"torch": torch_step(weights, dtype), "numpy": NumpyLeNet(weights, dtype)}, X, Y,
+                                  rounds, clock)
+    return {"time": med, "loss": first, "spread": spread}
 
 
-def run_torch(python, batch, dtype, rounds, threads):
+def run_torch(python, batch, dtype, rounds, threads, clock):
     """The PyTorch worker in a process of its own; None when that Python has no torch."""
     cmd = [python, os.path.abspath(__file__), "--worker", "torch", "--batch", str(batch), "--dtype", dtype,
-           "--rounds", str(rounds)] + (["--threads", str(threads)] if threads else [])
+           "--rounds", str(rounds), "--clock", clock] + (["--threads", str(threads)] if threads else [])
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         if "No module named 'torch'" not in res.stderr:
@@ -244,6 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["float32", "float64"], default=None)
     ap.add_argument("--torch-python", default=sys.executable, help="the Python that runs the PyTorch worker")
     ap.add_argument("--threads", type=int, default=None, help="BLAS and PyTorch threads (default: theirs)")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                    help="cpu: the process's CPU time (default); wall: elapsed time")
     ap.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads) and argv is None:
@@ -252,21 +269,21 @@ def main(argv=None) -> int:
                    MKL_NUM_THREADS=str(args.threads))
         return subprocess.run([sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env=env).returncode
     if args.worker:
-        print(json.dumps(worker_torch(args.batch, args.dtype, args.rounds, args.threads)))
+        print(json.dumps(worker_torch(args.batch, args.dtype, args.rounds, args.threads, args.clock)))
         return 0
     batch, rounds = (8, 2) if args.quick else (args.batch, args.rounds)
     dtypes = [args.dtype] if args.dtype else (["float64"] if args.quick else ["float32", "float64"])
     threads = f", {args.threads} thread(s) each" if args.threads else ""
     print(f"LeNet step (conv 1→6 5×5, pool, conv 6→16 5×5, pool, 256→120→10, Adam), batch {batch}, "
-          f"median of {rounds} interleaved rounds{threads}")
-    header = (f"{'dtype':8} {'symgrad ms':>10} {'numpy ms':>9} {'torch ms':>9} {'sg/numpy':>9} {'sg/torch':>9} "
-              f"{'compile s':>9}  agree")
+          f"median {args.clock} time of {rounds} interleaved rounds{threads}")
+    header = (f"{'dtype':8} {'symgrad ms':>10} {'spread':>6} {'numpy ms':>9} {'torch ms':>9} {'sg/numpy':>9} "
+              f"{'sg/torch':>9} {'compile s':>9}  agree")
     rows, torch_seen = [], False
     for dtype in dtypes:
         weights, X, Y = make_problem(batch)
         step, compile_s = symgrad_step(weights, dtype)
-        med, first = _measure({"symgrad": step, "numpy": NumpyLeNet(weights, dtype)}, X, Y, rounds)
-        tr = None if args.quick else run_torch(args.torch_python, batch, dtype, rounds, args.threads)
+        med, first, spread = _measure({"symgrad": step, "numpy": NumpyLeNet(weights, dtype)}, X, Y, rounds, args.clock)
+        tr = None if args.quick else run_torch(args.torch_python, batch, dtype, rounds, args.threads, args.clock)
         tol = 1e-4 if dtype == "float32" else 1e-9
         losses = [first["symgrad"], first["numpy"]] + ([tr["loss"]["torch"]] if tr else [])
         agree = "yes" if max(losses) - min(losses) <= tol * max(1.0, abs(losses[0])) else f"NO {losses}"
@@ -279,7 +296,8 @@ def main(argv=None) -> int:
             t_text, r_text = f"{torch_ms:9.2f}", f"{vs_torch:9.2f}"
         else:
             t_text, r_text = f"{'-':>9}", f"{'-':>9}"
-        rows.append(f"{dtype:8} {sg_ms:10.2f} {np_ms:9.2f} {t_text} {sg_ms / np_ms:9.2f} {r_text} "
+        rows.append(f"{dtype:8} {sg_ms:10.2f} {spread['symgrad']:6.0%} {np_ms:9.2f} {t_text} "
+                    f"{sg_ms / np_ms:9.2f} {r_text} "
                     f"{compile_s:9.2f}  {agree}")
     print(header)
     for r in rows:

@@ -6,6 +6,8 @@ or returns NaN for finite inputs of any magnitude.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -152,3 +154,75 @@ def count(ref, axis):
     for a in axes:
         n *= shape[a]
     return float(n)
+
+
+# ----------------------------------------------------------------- work arrays kept between calls
+class Workspace:
+    """Arrays one kernel call reuses at the next call, so that a training step does not allocate (and have
+    the OS fault in) its large temporaries at every step.
+
+    A training step binds one workspace per value whose op's kernel takes ``work=`` (see
+    :func:`workspace_kernel`) and whose result does not leave the step; the step's lock keeps two calls from
+    using it at once.  ``sg.evaluate`` and plain compiled functions pass none: their kernels allocate, so
+    they keep nothing between calls and stay safe to call from several threads.
+
+    Each ``tag`` names one array; asking for the same tag again returns the same memory (its first
+    ``prod(shape)`` entries, C-contiguous), replaced by a larger array when a larger one is asked for.
+    A kernel asks for each tag once per call, and reads nothing left there by an earlier call.
+
+    Examples
+    --------
+    >>> w = Workspace()
+    >>> a = w.empty("cols", (2, 3), np.float32)
+    >>> b = w.empty("cols", (3, 2), np.float32)
+    >>> b.shape, np.shares_memory(a, b)
+    ((3, 2), True)
+    >>> w.zeros("acc", (2,), np.float64)
+    array([0., 0.])
+    """
+
+    __slots__ = ("_flat",)
+
+    def __init__(self):
+        self._flat: dict = {}
+
+    def empty(self, tag: str, shape: tuple, dtype) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape`` and ``dtype``, the memory of ``tag``."""
+        dtype = np.dtype(dtype)
+        size = math.prod(shape)
+        flat = self._flat.get((tag, dtype))
+        if flat is None or flat.size < size:
+            flat = self._flat[(tag, dtype)] = np.empty(size, dtype)
+        return flat[:size].reshape(shape)
+
+    def zeros(self, tag: str, shape: tuple, dtype) -> np.ndarray:
+        out = self.empty(tag, shape, dtype)
+        out.fill(0)
+        return out
+
+    def __repr__(self) -> str:
+        held = sum(a.nbytes for a in self._flat.values())
+        return f"Workspace({len(self._flat)} arrays, {held} bytes)"
+
+
+def empty(work: Workspace | None, tag: str, shape: tuple, dtype) -> np.ndarray:
+    """``work.empty(tag, shape, dtype)``, or a new array when there is no workspace."""
+    return np.empty(shape, dtype) if work is None else work.empty(tag, shape, dtype)
+
+
+def zeros(work: Workspace | None, tag: str, shape: tuple, dtype) -> np.ndarray:
+    """``work.zeros(tag, shape, dtype)``, or a new array of zeros when there is no workspace."""
+    return np.zeros(shape, dtype) if work is None else work.zeros(tag, shape, dtype)
+
+
+def workspace_kernel(fn):
+    """Mark an op's NumPy implementation as taking ``work=None`` (a :class:`Workspace`): a training step
+    then passes it one for each value it computes with that op (see :func:`takes_workspace`).  Its result
+    may then live in the workspace: the step reads it only until the value's last use, before the next call."""
+    fn.takes_workspace = True
+    return fn
+
+
+def takes_workspace(op) -> bool:
+    """Whether ``op``'s implementation takes a :class:`Workspace` (``work=``)."""
+    return getattr(op.impl, "takes_workspace", False)

@@ -4,7 +4,9 @@ An elementwise op may write into a temporary whose last use is now
 (``np.add(a, b, out=a)``); a value that becomes a param's or a state's new
 content is computed directly in that array when nothing reads the old
 content afterwards; a training step keeps its fixed-shape temporaries
-between calls.  Every value that owns memory gets a :class:`Buffer`.
+between calls, and gives each kernel that takes one (conv, pooling) a
+:class:`~symgrad.runtime.Workspace` it keeps its result and temporaries in,
+whatever the batch size.  Every value that owns memory gets a :class:`Buffer`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..runtime import Workspace, takes_workspace
 from .ir import Value
 from .schedule import FOREVER, Program, overwrites_input, ownable, writes_out
 
@@ -28,7 +31,8 @@ class Buffer:
     kind : ``"temp"`` (made by the function) or ``"leaf"`` (a param's or a state's own array).
     holder : identifier of the array in the generated code, the name of the
         value written last (set by the emitter).
-    preallocated : global name of the array a training step keeps between calls, if any.
+    preallocated : global name of the array a training step keeps between calls, if any, or of
+        the :class:`~symgrad.runtime.Workspace` its kernel draws the result from (passed as ``work=``).
     """
 
     shape: tuple
@@ -74,9 +78,11 @@ def assign(p: Program, bind: Callable[[object, str], str]) -> Assignment:
             of[id(v)] = written[id(v)] = chosen
             continue
         b = Buffer(v.shape, p.last.get(id(v), i), "temp")
-        if PERSIST and p.params_writable and p.reuse and all(isinstance(d, int) for d in v.shape) \
-                and p.last.get(id(v)) != FOREVER and (overwrites_input(v) or v.op.ufunc is not None):
-            b.preallocated = bind(np.empty(v.shape, dtype=p.np_dtype), "ws")
+        if PERSIST and p.params_writable and p.reuse and p.last.get(id(v)) != FOREVER:
+            if all(isinstance(d, int) for d in v.shape) and (overwrites_input(v) or v.op.ufunc is not None):
+                b.preallocated = bind(np.empty(v.shape, dtype=p.np_dtype), "ws")
+            elif takes_workspace(v.op):  # any shape: the workspace grows to the largest batch seen
+                b.preallocated = bind(Workspace(), "work")
         of[id(v)] = b
         temps.append(b)
     return Assignment(of, written)

@@ -4,7 +4,9 @@ A ufunc op is written as its Python operator (``a + b``, ``-x``, ``A @ B``)
 or, into a buffer, as the ufunc with ``out=`` (``np.tanh(z, out=z)``, or
 ``a += b`` when the buffer is the first operand); an op with an ``emit``
 rule writes its own source; any other op calls its NumPy implementation,
-bound as a global of the generated module under the op's name.
+bound as a global of the generated module under the op's name (with
+``work=`` the workspace a training step keeps for the value, when its
+kernel takes one).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..ops.base import Code, Target
+from ..runtime import Workspace
 from .ir import Value
 from .names import float_literal, literal_attr
 
@@ -81,8 +84,9 @@ class Expressions:
         return out
 
     def expr(self, v: Value, out: str | None = None, augment: bool = False) -> str:
-        """Source for ``v``; ``out`` is a buffer to write into (ops that can write one); with
-        ``augment`` the source may be an augmented assignment to it (``out += b``)."""
+        """Source for ``v``; ``out`` is a buffer to write into (ops that can write one), or a
+        :class:`~symgrad.runtime.Workspace` its kernel takes; with ``augment`` the source may be an
+        augmented assignment to it (``out += b``)."""
         op, a = v.op, self.args(v)
         if op.ufunc is not None:
             return self._ufunc(v, a, out, augment)
@@ -90,6 +94,8 @@ class Expressions:
             src = op.emit(a, Target(v.ndim, out if op.inplace else None, self.dim, augment), **dict(v.attrs))
             return src if op.preserves_dtype or not self.float32 else f"_cast({src})"
         kw = [f"{k}={repr(val) if literal_attr(val) else self.g.bind(val, 'attr')}" for k, val in v.attrs]
+        if out is not None and isinstance(self.g.table.get(out), Workspace):
+            kw.append(f"work={out}")
         call = f"{self.g.op(op)}({', '.join(list(a) + kw)})"
         return f"_cast({call})" if self.float32 and not op.preserves_dtype else call
 

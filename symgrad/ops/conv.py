@@ -37,6 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
 from ..graph import Node, format_shape
+from ..runtime import Workspace, empty, workspace_kernel, zeros
 from .base import OpDef, apply, as_node, objarray, register
 from .linalg import expand_dims
 
@@ -44,87 +45,146 @@ _CONV_ATTRS = ("stride", "padding", "dilation", "groups")
 
 
 # ================================================================= NumPy kernels (any dtype, object too)
-def _pad(x: np.ndarray, padding: tuple, fill) -> np.ndarray:
-    """``x`` with ``padding[k]`` entries of ``fill`` on both sides of spatial axis ``k``."""
+# The kernels compute on the batch-last layout (C, *S, N): im2col then copies runs of whole rows of N
+# entries (Wo·N when the stride is 1), one matrix product per group covers the batch, col2im adds whole
+# slabs, and the results, returned as (N, C, *S) views of (C, *S, N) arrays, are read by the next kernel
+# without a copy.  Each kernel takes ``work``, a Workspace (symgrad.runtime) that a training step keeps
+# between calls, or None (evaluation, plain compiled functions): then every array is new.
+def _pad(x: np.ndarray, padding: tuple, fill, work: Workspace | None = None, axis: int = 2) -> np.ndarray:
+    """``x`` with ``padding[k]`` entries of ``fill`` on both sides of axis ``axis + k``."""
     if not any(padding):
         return x
-    shape = x.shape[:2] + tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))
-    out = np.full(shape, fill, dtype=x.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))] = x
+    d = len(padding)
+    spatial = slice(axis, axis + d)
+    shape = list(x.shape)
+    shape[spatial] = [n + 2 * p for n, p in zip(x.shape[spatial], padding)]
+    out = empty(work, "pad", tuple(shape), x.dtype)
+    out.fill(fill)
+    inner = [slice(None)] * x.ndim
+    inner[spatial] = [slice(p, p + n) for p, n in zip(padding, x.shape[spatial])]
+    out[tuple(inner)] = x
     return out
 
 
-def _windows(x, kernel, stride, padding, dilation, fill=0) -> np.ndarray:
+def _like(work: Workspace | None, tag: str, ref: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised array of ``shape`` (the rank of ``ref``) whose axes lie in memory in the order of
+    ``ref``'s: results of a pooling kernel keep its input's layout, so that the ops between them run over
+    memory in order."""
+    order = sorted(range(ref.ndim), key=lambda a: -abs(ref.strides[a]) if ref.shape[a] > 1 else 0)
+    mem = empty(work, tag, tuple(shape[a] for a in order), dtype)
+    return mem.transpose(tuple(np.argsort(order)))
+
+
+def _batch_last(a: np.ndarray, work: Workspace | None = None, tag: str = "batch_last") -> np.ndarray:
+    """``a`` (N, C, *S) as a C-contiguous ``(C, *S, N)`` array: a view when ``a`` is laid out so (as the
+    conv kernels' results are), else a copy."""
+    view = a.transpose(tuple(range(1, a.ndim)) + (0,))
+    if view.flags.c_contiguous:
+        return view
+    out = empty(work, tag, view.shape, a.dtype)
+    np.copyto(out, view)
+    return out
+
+
+def _batch_first(m: np.ndarray) -> np.ndarray:
+    """``(C, *S, N)`` → ``(N, C, *S)``, a view."""
+    return m.transpose((m.ndim - 1,) + tuple(range(m.ndim - 1)))
+
+
+def _windows(x, kernel, stride, padding, dilation, fill=0, work: Workspace | None = None) -> np.ndarray:
     """The view ``(N, C, *out, *kernel)`` of the windows the kernel visits (no copy besides the padding)."""
-    xp = _pad(x, padding, fill)
+    xp = _pad(x, padding, fill, work)
     span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     view = sliding_window_view(xp, span, axis=tuple(range(2, xp.ndim)))
     every = (slice(None),) * 2
     return view[every + tuple(slice(None, None, s) for s in stride) + tuple(slice(None, None, d) for d in dilation)]
 
 
-def _scatter(parts, lead, size, kernel, stride, padding, dilation, out_sp, dtype) -> np.ndarray:
+def _reach(offset, stride, dilation, out_sp) -> tuple:
+    """The slices of the (padded) spatial axes that kernel offset ``offset`` reads, one entry per output position."""
+    return tuple(slice(r * q, r * q + s * (o - 1) + 1, s) for q, r, s, o in zip(offset, dilation, stride, out_sp))
+
+
+def _scatter(parts, channels: int, n: int, size, kernel, stride, padding, dilation, out_sp, dtype,
+             work: Workspace | None = None) -> np.ndarray:
     """col2im: Σ over kernel offsets of ``parts(k)`` (offset number ``k`` in row-major order), each of shape
-    ``(*out, *lead)`` with lead = (N, C) last, added at the input positions that offset reads; the padding is
-    cut off and the result returned as ``(N, C, *size)`` (a view of a spatial-first array: each add then
-    runs over whole rows of N·C entries)."""
-    d = len(size)
-    out = np.zeros(tuple(n + 2 * p for n, p in zip(size, padding)) + tuple(lead), dtype=dtype)
+    ``(C, *out, N)``, added at the input positions that offset reads; the padding is cut off and the result
+    returned as ``(N, C, *size)`` (a view of a batch-last array: each add runs over rows of whole N entries)."""
+    acc = zeros(work, "acc", (channels,) + tuple(s + 2 * p for s, p in zip(size, padding)) + (n,), dtype)
+    every = (slice(None),)
     for k, offset in enumerate(_offsets(kernel)):
-        out[tuple(slice(r * q, r * q + s * (o - 1) + 1, s)
-                  for q, r, s, o in zip(offset, dilation, stride, out_sp))] += parts(k)
+        acc[every + _reach(offset, stride, dilation, out_sp)] += parts(k)
     if any(padding):
-        out = out[tuple(slice(p, p + n) for p, n in zip(padding, size))]
-    return out.transpose((d, d + 1) + tuple(range(d)))
+        acc = acc[every + tuple(slice(p, p + s) for p, s in zip(padding, size))]
+    return _batch_first(acc)
 
 
-def _channels_last(a: np.ndarray) -> np.ndarray:
-    """``(N, C, *S)`` → ``(*S, N, C)``, a view."""
-    d = a.ndim - 2
-    return a.transpose(tuple(range(2, 2 + d)) + (0, 1))
-
-
-def _cols(x, kernel, stride, padding, dilation, groups):
-    """im2col: ``(N, groups, C/groups · Πkernel, Πout)`` (one copy of the windows) and the output's spatial shape."""
+def _cols(x, kernel, stride, padding, dilation, groups, work: Workspace | None = None):
+    """im2col: ``(groups, C/groups · Πkernel, Πout · N)``, rows ``(c, *kernel)`` and columns ``(*out, n)``
+    (one copy of the windows of the batch-last input), and the output's spatial shape."""
     d = len(kernel)
-    win = _windows(x, kernel, stride, padding, dilation)
-    out_sp = win.shape[2:2 + d]
-    order = (0, 1) + tuple(range(2 + d, 2 + 2 * d)) + tuple(range(2, 2 + d))  # (N, C, *kernel, *out)
-    n, c = x.shape[:2]
-    cols = win.transpose(order).reshape(n, groups, c // groups * math.prod(kernel), math.prod(out_sp))
-    return cols, out_sp
+    xp = _pad(_batch_last(x, work), padding, 0, work, axis=1)    # (C, *S, N)
+    span = tuple(r * (k - 1) + 1 for k, r in zip(kernel, dilation))
+    view = sliding_window_view(xp, span, axis=tuple(range(1, 1 + d)))  # (C, *S', N, *span)
+    every = (slice(None),)
+    view = view[every + tuple(slice(None, None, s) for s in stride) + every
+                + tuple(slice(None, None, r) for r in dilation)]
+    out_sp = view.shape[1:1 + d]
+    src = view.transpose((0,) + tuple(range(2 + d, 2 + 2 * d)) + tuple(range(1, 2 + d)))  # (C, *K, *out, N)
+    cols = empty(work, "cols", src.shape, x.dtype)
+    np.copyto(cols, src)
+    c, n = x.shape[1], x.shape[0]
+    return cols.reshape(groups, c // groups * math.prod(kernel), math.prod(out_sp) * n), out_sp
 
 
-def conv_forward(x, w, stride, padding, dilation, groups):
-    """Cross-correlation of ``x`` (N, C, *S) with ``w`` (O, C/groups, *K): one im2col and one matrix product."""
-    kernel, o = w.shape[2:], w.shape[0]
-    cols, out_sp = _cols(x, kernel, stride, padding, dilation, groups)
-    out = np.matmul(w.reshape(groups, o // groups, -1), cols)  # (N, groups, O/groups, Πout)
-    return out.reshape((x.shape[0], o) + out_sp)
+def _by_group(a: np.ndarray, groups: int, work: Workspace | None = None, tag: str = "batch_last") -> np.ndarray:
+    """``a`` (N, C, *S) as the matrices ``(groups, C/groups, ΠS · N)`` of its batch-last layout."""
+    return _batch_last(a, work, tag).reshape(groups, a.shape[1] // groups, -1)
 
 
-def conv_grad_input(g, w, size, stride, padding, dilation, groups):
-    """∂L/∂X from ∂L/∂Z = ``g`` (N, O, *out): per kernel offset one product g·W (all offsets in one batched
-    matmul), then col2im onto an input of spatial ``size``."""
+@workspace_kernel
+def conv_forward(x, w, stride, padding, dilation, groups, work: Workspace | None = None):
+    """Cross-correlation of ``x`` (N, C, *S) with ``w`` (O, C/groups, *K): one im2col and one matrix product
+    per group; the result ``(N, O, *out)`` is a view of a batch-last ``(O, *out, N)`` array."""
+    cols, out_sp = _cols(x, w.shape[2:], stride, padding, dilation, groups, work)
+    return _conv_product(w, cols, x.shape[0], out_sp, work)
+
+
+def _conv_product(w, cols, n: int, out_sp: tuple, work: Workspace | None = None) -> np.ndarray:
+    """``w`` times the im2col matrices ``cols``, as ``(N, O, *out)``."""
+    groups, o = cols.shape[0], w.shape[0]
+    out = empty(work, "out", (groups, o // groups, cols.shape[-1]), np.result_type(w, cols))
+    np.matmul(w.reshape(groups, o // groups, -1), cols, out=out)
+    return _batch_first(out.reshape((o,) + tuple(out_sp) + (n,)))
+
+
+@workspace_kernel
+def conv_grad_input(g, w, size, stride, padding, dilation, groups, work: Workspace | None = None):
+    """∂L/∂X from ∂L/∂Z = ``g`` (N, O, *out): the columns Wᵀg (one matrix product per group), then col2im onto
+    an input of spatial ``size``."""
     kernel, (o, cg) = w.shape[2:], w.shape[:2]
     n, out_sp = g.shape[0], g.shape[2:]
-    og, positions = o // groups, math.prod(out_sp)
-    rows = g.reshape(n, groups, og, positions).transpose(1, 3, 0, 2).reshape(groups, positions * n, og)
-    # (ΠK, groups, O/groups, C/groups), contiguous: matmul runs BLAS only on contiguous matrices
-    per_offset = np.ascontiguousarray(w.reshape(groups, og, cg, -1).transpose(3, 0, 1, 2))
-    parts = np.matmul(rows, per_offset)                                 # (ΠK, groups, Πout·N, C/groups)
-    parts = parts.transpose(0, 2, 1, 3).reshape((-1,) + tuple(out_sp) + (n, cg * groups))
-    return _scatter(lambda k: parts[k], (n, cg * groups), size, kernel, stride, padding, dilation, out_sp,
-                    parts.dtype)
+    rows = _by_group(g, groups, work)                                             # (groups, O/groups, Πout·N)
+    wt = np.swapaxes(w.reshape(groups, o // groups, -1), -1, -2)                  # (groups, C/groups·ΠK, O/groups)
+    cols = empty(work, "cols", (groups, wt.shape[1], rows.shape[-1]), np.result_type(g, w))
+    np.matmul(wt, rows, out=cols)
+    cols = cols.reshape((cg * groups, math.prod(kernel)) + tuple(out_sp) + (n,))  # (C, ΠK, *out, N)
+    return _scatter(lambda k: cols[:, k], cg * groups, n, size, kernel, stride, padding, dilation, out_sp,
+                    cols.dtype, work)
 
 
-def conv_grad_weight(g, x, kernel, stride, padding, dilation, groups):
-    """∂L/∂W from ∂L/∂Z = ``g``: Σ over the batch and the output positions of g times the windows of ``x``."""
-    cols, out_sp = _cols(x, kernel, stride, padding, dilation, groups)
-    n, o = g.shape[:2]
-    gg = g.reshape(n, groups, o // groups, -1)
-    out = np.matmul(gg, np.swapaxes(cols, -1, -2)).sum(axis=0)  # per sample a product, then Σ over samples
-    return out.reshape((o, x.shape[1] // groups) + tuple(kernel))
+@workspace_kernel
+def conv_grad_weight(g, x, kernel, stride, padding, dilation, groups, work: Workspace | None = None):
+    """∂L/∂W from ∂L/∂Z = ``g``: Σ over the batch and the output positions of g times the windows of ``x``,
+    one matrix product per group."""
+    cols, _ = _cols(x, kernel, stride, padding, dilation, groups, work)
+    return _weight_product(g, cols, x.shape[1] // groups, kernel, work)
+
+
+def _weight_product(g, cols, cg: int, kernel: tuple, work: Workspace | None = None) -> np.ndarray:
+    """``g`` (N, O, *out) times the transposed im2col matrices ``cols``: ``(O, C/groups, *kernel)``."""
+    rows = _by_group(g, cols.shape[0], work, "rows")
+    return np.matmul(rows, np.swapaxes(cols, -1, -2)).reshape((g.shape[1], cg) + tuple(kernel))
 
 
 def _sym_conv(x, w, **attrs):

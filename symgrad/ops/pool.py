@@ -12,14 +12,21 @@ import sympy
 
 from ..errors import GraphError, ShapeError
 from ..graph import Node, format_shape
+from ..runtime import Workspace, workspace_kernel
 from .base import OpDef, apply, as_node, objarray, register
-from .conv import (_KERNEL_HINTS, _channels_last, _describe, _ints, _letters, _offsets, _out_size, _pad, _scatter,
-                   _spatial, _transposed, _windows)
+from .conv import (_KERNEL_HINTS, _describe, _ints, _letters, _like, _offsets, _out_size, _pad,
+                   _scatter, _spatial, _transposed, _windows)
 
 _POOL_ATTRS = ("kernel", "stride", "padding")
 
 
 # ================================================================= NumPy kernels (any dtype, object too)
+# As in conv.py, ``work`` is a Workspace a training step keeps between calls, or None (all arrays new).
+def _batch_last_view(a: np.ndarray) -> np.ndarray:
+    """``(N, C, *S)`` → ``(C, *S, N)``, a view."""
+    return a.transpose(tuple(range(1, a.ndim)) + (0,))
+
+
 def _shifted(xp, offset, stride, out_sp):
     """The entries of (padded) ``xp`` that kernel offset ``offset`` reads, one per output position: a strided view."""
     at = tuple(slice(q, q + s * (o - 1) + 1, s) for q, s, o in zip(offset, stride, out_sp))
@@ -30,34 +37,47 @@ def _pool_out(size, kernel, stride, padding) -> tuple:
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
 
 
-def max_pool_forward(x, kernel, stride, padding):
+@workspace_kernel
+def max_pool_forward(x, kernel, stride, padding, work: Workspace | None = None):
     """The max over each window (a running maximum over the kernel's offsets); padding reads as −∞ and never
-    wins, since every window holds an input entry.  A NaN in a window gives NaN."""
-    xp = _pad(x, padding, -np.inf)
+    wins, since every window holds an input entry.  A NaN in a window gives NaN.  The result keeps ``x``'s
+    memory layout."""
+    xp = _pad(x, padding, -np.inf, work)
     out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
     offsets = _offsets(kernel)
-    out = _shifted(xp, offsets[0], stride, out_sp).copy()
+    first = _shifted(xp, offsets[0], stride, out_sp)
+    out = _like(work, "out", x, first.shape, x.dtype)
+    np.copyto(out, first)
     for offset in offsets[1:]:
         np.maximum(out, _shifted(xp, offset, stride, out_sp), out=out)
     return out
 
 
-def _argmax(x, kernel, stride, padding):
+def _argmax(x, kernel, stride, padding, work: Workspace | None = None):
     """Per window, the number (row-major) of the offset of its first maximal entry; a NaN replaces the maximum
-    found so far (as PyTorch's CPU kernel: ``val > max || isnan(val)``)."""
-    xp = _pad(x, padding, -np.inf)
+    found so far (as PyTorch's CPU kernel: ``val > max || isnan(val)``).  Laid out in memory as ``x``."""
+    xp = _pad(x, padding, -np.inf, work)
     out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
     views = [_shifted(xp, offset, stride, out_sp) for offset in _offsets(kernel)]
-    best = views[0].copy()
-    arg = np.zeros(best.shape, dtype=np.int8 if len(views) <= 127 else np.int32)
-    wins = np.empty(best.shape, dtype=bool)
-    for k, v in enumerate(views[1:], start=1):  # three passes an offset: a window without NaN never needs more
+    shape = views[0].shape
+    best = _like(work, "best", x, shape, x.dtype)
+    np.copyto(best, views[0])
+    arg = _like(work, "arg", x, shape, np.uint8 if len(views) <= 255 else np.int32)
+    arg.fill(0)
+    wins = _like(work, "wins", x, shape, bool)
+    if arg.dtype == np.uint8:  # a new maximum at offset k: arg = max(arg, k·wins), in bytes (a masked copy is slow)
+        step = _like(work, "step", x, shape, np.uint8)
+    for k, v in enumerate(views[1:], start=1):  # a window without NaN never needs more than these passes
         np.greater(v, best, out=wins)
         np.maximum(best, v, out=best)
-        np.copyto(arg, k, where=wins)
-    if not np.isnan(best).any():
+        if arg.dtype == np.uint8:
+            np.multiply(wins.view(np.uint8), k, out=step)
+            np.maximum(arg, step, out=arg)
+        else:
+            np.copyto(arg, k, where=wins)
+    if not best.size or not np.isnan(best.max()):  # the max of an array holding a NaN is NaN
         return arg
-    best = views[0].copy()
+    np.copyto(best, views[0])
     arg[...] = 0
     for k, v in enumerate(views[1:], start=1):
         wins = (v > best) | np.isnan(v)
@@ -71,10 +91,18 @@ def _disjoint(kernel, stride) -> bool:
     return all(s >= k for k, s in zip(kernel, stride))
 
 
-def _place(parts, lead, size, kernel, stride, padding, out_sp, dtype) -> np.ndarray:
+def _tiles(size, kernel, stride, padding) -> bool:
+    """Whether the windows cover every input entry exactly once (no padding; stride = kernel, dividing the size)."""
+    return not any(padding) and all(s == k and n % k == 0 for n, k, s in zip(size, kernel, stride))
+
+
+def _place(parts, ref, size, kernel, stride, padding, out_sp, dtype, work: Workspace | None = None) -> np.ndarray:
     """col2im for windows that never overlap: ``parts(k, out)`` writes offset ``k``'s entries ``(N, C, *out)``
-    straight into the strided view ``out`` of an ``(N, C, *size)`` result (zeros where no window reads)."""
-    out = np.zeros(tuple(lead) + tuple(n + 2 * p for n, p in zip(size, padding)), dtype=dtype)
+    straight into the strided view ``out`` of an ``(N, C, *size)`` result (zeros where no window reads), laid out
+    in memory as ``ref``."""
+    out = _like(work, "out", ref, ref.shape[:2] + tuple(n + 2 * p for n, p in zip(size, padding)), dtype)
+    if not _tiles(size, kernel, stride, padding):
+        out.fill(0)
     for k, offset in enumerate(_offsets(kernel)):
         parts(k, _shifted(out, offset, stride, out_sp))
     if any(padding):
@@ -82,54 +110,80 @@ def _place(parts, lead, size, kernel, stride, padding, out_sp, dtype) -> np.ndar
     return out
 
 
-def max_pool_grad(g, x, kernel, stride, padding):
+def _as_laid_out(a: np.ndarray, ref: np.ndarray, work: Workspace | None, tag: str) -> np.ndarray:
+    """``a`` in the memory layout of ``ref`` (of the same rank): ``a`` itself or a copy."""
+    if a.ndim != ref.ndim or np.argsort([-abs(s) for s in a.strides]).tolist() == \
+            np.argsort([-abs(s) for s in ref.strides]).tolist():
+        return a
+    out = _like(work, tag, ref, a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
+
+
+@workspace_kernel
+def max_pool_grad(g, x, kernel, stride, padding, work: Workspace | None = None):
     """∂L/∂X: each window's cotangent ``g`` goes to its arg max (accumulated where windows overlap)."""
-    arg = _argmax(x, kernel, stride, padding)
+    arg = _argmax(x, kernel, stride, padding, work)
     dtype = np.result_type(g, x)
     if _disjoint(kernel, stride):
-        return _place(lambda k, out: np.multiply(g, arg == k, out=out), g.shape[:2], x.shape[2:], kernel, stride,
-                      padding, g.shape[2:], dtype)
-    g_last, arg_last = _channels_last(g), _channels_last(arg)
-    return _scatter(lambda k: g_last * (arg_last == k), g.shape[:2], x.shape[2:], kernel, stride, padding,
-                    (1,) * len(kernel), g.shape[2:], dtype)
+        g = _as_laid_out(g, arg, work, "g")
+        hit = _like(work, "hit", arg, arg.shape, bool)
+
+        def part(k, out):
+            np.equal(arg, k, out=hit)
+            np.multiply(g, hit, out=out)
+        return _place(part, x, x.shape[2:], kernel, stride, padding, g.shape[2:], dtype, work)
+    g_last, arg_last = _batch_last_view(g), _batch_last_view(arg)
+    return _scatter(lambda k: g_last * (arg_last == k), g.shape[1], g.shape[0], x.shape[2:], kernel, stride,
+                    padding, (1,) * len(kernel), g.shape[2:], dtype, work)
 
 
-def max_pool_select(h, x, kernel, stride, padding):
+@workspace_kernel
+def max_pool_select(h, x, kernel, stride, padding, work: Workspace | None = None):
     """The entries of ``h`` at the arg max of each window of ``x`` (max-pool's gradient, transposed)."""
-    arg = _argmax(x, kernel, stride, padding)
+    arg = _argmax(x, kernel, stride, padding, work)
     hp = _pad(h, padding, 0)
     out_sp = arg.shape[2:]
-    out = np.zeros(arg.shape, dtype=np.result_type(h, x))
+    out = _like(work, "out", x, arg.shape, np.result_type(h, x))
+    out.fill(0)
     for k, offset in enumerate(_offsets(kernel)):
         np.copyto(out, _shifted(hp, offset, stride, out_sp), where=arg == k)
     return out
 
 
-def avg_pool_forward(x, kernel, stride, padding):
+@workspace_kernel
+def avg_pool_forward(x, kernel, stride, padding, work: Workspace | None = None):
     """The mean over each window, padding counted as zeros (PyTorch's ``count_include_pad=True``); each entry
     is scaled before the sum, so a window of huge finite entries does not overflow."""
-    xp = _pad(x, padding, 0)
+    xp = _pad(x, padding, 0, work)
     out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
     offsets = _offsets(kernel)
     if x.dtype == object:
         return sum(_shifted(xp, o, stride, out_sp) for o in offsets) / math.prod(kernel)
     share = 1.0 / math.prod(kernel)
-    total = _shifted(xp, offsets[0], stride, out_sp) * share
-    part = np.empty_like(total)
+    first = _shifted(xp, offsets[0], stride, out_sp)
+    total = _like(work, "out", x, first.shape, x.dtype)
+    np.multiply(first, share, out=total)
+    part = _like(work, "part", x, first.shape, x.dtype)
     for offset in offsets[1:]:
         total += np.multiply(_shifted(xp, offset, stride, out_sp), share, out=part)
     return total
 
 
-def avg_pool_grad(g, size, kernel, stride, padding):
+@workspace_kernel
+def avg_pool_grad(g, size, kernel, stride, padding, work: Workspace | None = None):
     """∂L/∂X of average pooling: each window's cotangent spread evenly over it."""
-    share = g * (1.0 / math.prod(kernel)) if g.dtype != object else g / math.prod(kernel)
+    if g.dtype == object:
+        share = g / math.prod(kernel)
+    else:
+        share = _like(work, "share", g, g.shape, g.dtype)
+        np.multiply(g, 1.0 / math.prod(kernel), out=share)
     if _disjoint(kernel, stride) and share.dtype != object:
-        return _place(lambda k, out: np.copyto(out, share), g.shape[:2], size, kernel, stride, padding, g.shape[2:],
-                      share.dtype)
-    share = _channels_last(share)
-    return _scatter(lambda k: share, g.shape[:2], size, kernel, stride, padding, (1,) * len(kernel), g.shape[2:],
-                    share.dtype)
+        return _place(lambda k, out: np.copyto(out, share), g, size, kernel, stride, padding, g.shape[2:],
+                      share.dtype, work)
+    share = _batch_last_view(share)
+    return _scatter(lambda k: share, g.shape[1], g.shape[0], size, kernel, stride, padding, (1,) * len(kernel),
+                    g.shape[2:], share.dtype, work)
 
 
 def _sym_max_pool(x, kernel, stride, padding):
