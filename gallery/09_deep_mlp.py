@@ -5,17 +5,28 @@ softmax cross-entropy.  Drawn op by op the forward and backward graphs
 have hundreds of boxes; ``collapse=True`` draws each layer (the cluster
 of its ``mlp.i.*`` names) as one box with its in → out shapes, and its
 gradients as one box beside it.
+
+The second half measures expression swell, the known failure of symbolic
+differentiation: for a chain of sigmoids h_k = σ(w_k·h_{k−1}) of growing
+depth, the size of ∂h/∂w₁ written as one closed formula (what SymPy's own
+``diff`` gives), after SymPy's ``cse``, and as symgrad's backward graph,
+which shares every value and grows linearly (``sg.formula_stats``).
 """
 from __future__ import annotations
 
 from xml.etree import ElementTree
 
 import numpy as np
+import sympy
 
 import symgrad as sg
-from _common import setup, write
+from _common import pyplot, savefig, setup, write
+from symgrad.formula_size import OverBudget, time_limit
 
 DEPTH = 12
+GROWTH_DEPTHS = (1, 2, 4, 8, 16, 32, 48)
+#: seconds SymPy's diff of the textbook sigmoid may take per depth before the curve stops
+DIFF_LIMIT = 10.0
 
 
 def build(depth: int = DEPTH):
@@ -45,6 +56,67 @@ def main(argv=None):
     write(args.out, "sizes.txt", "\n".join(lines))
     for p in paths.values():
         print(f"wrote {p}")
+    print()
+    formula_growth(args.out, (1, 2, 4, 8) if args.smoke else GROWTH_DEPTHS)
+
+
+def sigmoid_chain(depth: int):
+    """h_k = σ(w_k·h_{k−1}), h_0 = x: the output and the first weight."""
+    x = sg.var("x")
+    ws = [sg.param(f"w{k}", 0.5) for k in range(1, depth + 1)]
+    h = x
+    for w in ws:
+        h = sg.sigmoid(w * h)
+    return h, ws[0]
+
+
+def textbook_diff(depth: int) -> int | None:
+    """Operations of SymPy's diff of the chain written with σ(t) = 1/(1 + e^(−t)), or None past DIFF_LIMIT."""
+    x = sympy.Symbol("x", real=True)
+    ws = sympy.symbols(f"w1:{depth + 1}", real=True)
+    h = x
+    for w in ws:
+        h = 1 / (1 + sympy.exp(-w * h))
+    try:
+        with time_limit(DIFF_LIMIT):
+            return int(sympy.count_ops(sympy.diff(h, ws[0])))
+    except OverBudget:
+        return None
+
+
+def formula_growth(out, depths):
+    rows = []
+    for depth in depths:
+        h, w1 = sigmoid_chain(depth)
+        stats = sg.formula_stats(h, w1)
+        rows.append((depth, stats["closed_form"], stats["cse"], stats["graph_ops"], textbook_diff(depth)))
+    head = "depth  closed form  after cse  backward graph  sympy.diff (σ via exp)"
+    lines = ["Size of ∂h/∂w₁ for h = σ(w_d·σ(… σ(w₁·x))): operations (sympy.count_ops), graph op nodes", head]
+    for depth, closed, cse, graph, naive in rows:
+        lines.append(f"{depth:5}  {_n(closed):>11}  {_n(cse):>9}  {_n(graph):>14}  {_n(naive):>22}")
+    print("\n".join(lines))
+    write(out, "formula_growth.txt", "\n".join(lines))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ds = [r[0] for r in rows]
+    for k, (label, style) in enumerate((("closed form (= sympy.diff of symgrad's formula)", "o-"),
+                                        ("closed form after sympy.cse", "s--"),
+                                        ("symgrad backward graph (op nodes)", "^-"),
+                                        ("sympy.diff, σ written as 1/(1+e^(−t))", "x:")), 1):
+        pts = [(d, r[k]) for d, r in zip(ds, rows) if r[k] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("depth of the sigmoid chain")
+    ax.set_ylabel("size of ∂h/∂w₁")
+    ax.set_title("Expression swell: closed form vs backward graph")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    print(f"wrote {savefig(fig, out, 'formula_growth.png')}")
+
+
+def _n(value) -> str:
+    return f"{value:,}" if value is not None else "over budget"
 
 
 def count_boxes(svg_path) -> int:

@@ -34,6 +34,8 @@ from .ops.sympy_funcs import softplus as sympy_softplus
 from .errors import GraphvizNotFoundError, RenderError
 from .render import draw, render
 from .testing import check_grad
+from .diagnostics import GradCheckReport  # check_grad(..., per_node=True)
+from .formula_size import FormulaStats, formula_stats
 from .parse import parse  # expression strings to graph nodes, without eval
 from . import nn
 from .errors import DependencyError, StateError, TrainingError

@@ -26,7 +26,7 @@ USAGE_ERRORS = (ParseError, ShapeError, GraphError, FeedError, OutputError)
 #: each expression command's options: (those that take a value, flags), to tell "-x" from an option
 _OPTIONS = {
     "grad": ({"--wrt", "--loss", "--target", "--values"},
-             {"-h", "--help", "--debug", "--latex", "--pretty", "--chain"}),
+             {"-h", "--help", "--debug", "--latex", "--pretty", "--chain", "--stats"}),
     "draw": ({"--wrt", "--loss", "--target", "--values", "-o", "--output", "--rankdir", "--timeout"},
              {"-h", "--help", "--debug", "--backward", "--formulas"}),
 }
@@ -179,6 +179,11 @@ def _cmd_grad(args) -> int:
             print()
             cr = chain_rule(out, w, feeds=feeds)
             print(cr.latex() if args.latex else str(cr))
+    if args.stats:
+        from .formula_size import formula_stats
+        for w in wrt:
+            print()
+            print(formula_stats(out, w))
     return 0
 
 
@@ -248,6 +253,9 @@ def parser() -> argparse.ArgumentParser:
     style.add_argument("--latex", action="store_true", help="print LaTeX")
     style.add_argument("--pretty", action="store_true", help="print 2-D unicode")
     g.add_argument("--chain", action="store_true", help="also print the chain-rule paths")
+    g.add_argument("--stats", action="store_true", help="also print the size of each gradient: operation counts "
+                                                         "of its closed form, after sympy.cse, in named "
+                                                         "intermediates, its backward graph, and sympy.diff's")
     g.set_defaults(func=_cmd_grad)
     d = sub.add_parser("draw", help="draw the computation graph of an expression",
                        description="Draw the forward (and backward) graph of an expression.")

@@ -1,4 +1,4 @@
-"""Gradient checking against central finite differences."""
+"""Gradient checking against central finite differences (per op: :mod:`symgrad.diagnostics`)."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -36,13 +36,36 @@ def _setting(what: str, value, positive: bool = False) -> float:
     return number
 
 
+class _Default:
+    """The default of a tolerance: it depends on ``per_node``."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+
+DEFAULT = _Default()
+
+
 def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None, *, eps: float = 1e-6,
-               rtol: float = 1e-5, atol: float = 1e-7) -> float:
+               rtol: float = DEFAULT, atol: float = DEFAULT, per_node: bool = False,
+               probes: int = 2, seed: int = 0):
     """Compare ``grad(y, wrt)`` with central finite differences.
 
     ``wrt`` are leaves (params or float vars).  Raises
     :class:`GradientCheckError` naming the node, the index, both values and
-    the error at the worst entry; returns the largest absolute error.
+    the error at the worst entry; returns the largest absolute error
+    (default tolerances ``rtol=1e-5``, ``atol=1e-7``).
+
+    With ``per_node=True`` nothing is raised for a wrong gradient: each op on
+    a path from ``wrt`` to ``y`` is checked on its own, its VJP at the values
+    the graph has against finite differences of that op alone, with
+    ``probes`` random probes per input (default tolerance ``rtol=1e-4`` of the
+    size of the terms); the result is a
+    :class:`~symgrad.diagnostics.GradCheckReport` naming the first op whose
+    local derivative is wrong (``report.first_failure``, ``report.node``;
+    ``sg.draw(..., check=report)`` colours it).  See
+    :mod:`symgrad.diagnostics` for how kinks (ReLU at 0, ties of a max) are
+    kept from giving false alarms.
 
     Examples
     --------
@@ -50,7 +73,21 @@ def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None
     >>> x = sg.var("x"); w = sg.param("w", 0.3)
     >>> sg.check_grad(sg.sigmoid(w * x), w, {"x": 2.0}) < 1e-8
     True
+    >>> sg.check_grad(sg.sigmoid(w * x), w, {"x": 2.0}, per_node=True).ok
+    True
     """
+    if not isinstance(per_node, (bool, np.bool_)):
+        raise GradError(f"check_grad: per_node must be True or False, got {per_node!r}")
+    if per_node:
+        from .diagnostics import check_nodes
+        if feeds is not None and not isinstance(feeds, Mapping):
+            raise FeedError(f"check_grad: feeds must be a mapping of vars (nodes or names) to values, "
+                            f"got {type(feeds).__name__}")
+        return check_nodes(y, wrt, feeds, eps=_setting("eps", eps, positive=True),
+                           rtol=_setting("rtol", 1e-4 if rtol is DEFAULT else rtol),
+                           atol=_setting("atol", 1e-12 if atol is DEFAULT else atol), probes=probes, seed=seed)
+    rtol = 1e-5 if rtol is DEFAULT else rtol
+    atol = 1e-7 if atol is DEFAULT else atol
     if not isinstance(y, Node):
         raise GraphError(f"check_grad: y must be a Node, got {type(y).__name__}")
     targets = as_node_list(wrt, "check_grad")

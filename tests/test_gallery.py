@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy
 
 import symgrad as sg
 from symgrad.showcase import SCRIPT_RE
@@ -159,3 +160,18 @@ def test_09_deep_mlp(tmp_path, capsys):
     assert f"{svg_node_count(full)} op by op, {svg_node_count(collapsed)} collapsed" in out
     titles = {t.text for t in ET.parse(collapsed).getroot().iter(SVG + "text")}
     assert {f"mlp.{i}" for i in range(4)} <= titles and {f"∂L/∂mlp.{i}" for i in range(4)} <= titles
+    # formula growth of a sigmoid chain: the printed sizes against SymPy and the graph, counted here
+    rows = {int(r[0]): [int(v.replace(",", "")) for v in r[1:]] for r in
+            (line.split() for line in (tmp_path / "formula_growth.txt").read_text().splitlines()[2:])}
+    assert sorted(rows) == [1, 2, 4, 8]
+    x, t = sympy.Symbol("x", real=True), sympy.symbols("w1:9", real=True)
+    h, textbook = sg.var("x"), x
+    ws = [sg.param(f"w{k}", 0.5) for k in range(1, 9)]
+    for w, s in zip(ws, t):
+        h, textbook = sg.sigmoid(w * h), 1 / (1 + sympy.exp(-s * textbook))
+    g = sg.grad(h, ws[0])
+    closed, graph_ops = sympy.count_ops(sg.formula(g)), sum(1 for n in sg.Graph(g).order if not n.is_leaf)
+    assert rows[8][0] == closed and rows[8][2] == graph_ops == 38
+    assert rows[8][3] == sympy.count_ops(sympy.diff(textbook, t[0]))
+    assert rows[8][0] > 3 * rows[4][0] and rows[8][2] < 2.2 * rows[4][2]  # swell vs linear growth
+    assert is_png(tmp_path / "formula_growth.png")
