@@ -377,6 +377,8 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     shuffle = _flag(shuffle, "shuffle")
     threshold = _real(threshold, "fit: threshold", allow_none=True)
     rng = _rng(seed)
+    if seed is not None and callable(getattr(step, "seed", None)):  # dropout masks, ε: reproducible too
+        step.seed(int(np.random.SeedSequence(int(rng.integers(2**62))).generate_state(1)[0] >> 1))
     arrays, n = _arrays(step, data, "data")
     val = _arrays(step, validation, "validation") if validation is not None else None
     tgt = _target_index(step, target)
