@@ -11,6 +11,9 @@ import numpy as np
 from .errors import DependencyError, RenderError, TrainingError
 from .files import atomic_open
 
+#: History key prefix of gradient norms (``fit(..., track="grad_norms")``)
+GRAD_NORM = "grad_norm/"
+
 # -------------------------------------------------------------- history
 class History:
     """Per-epoch numbers recorded by :func:`fit`.
@@ -19,7 +22,9 @@ class History:
     ----------
     history : dict of lists, one entry per epoch: ``"loss"`` (mean training
         loss over the epoch's batches, weighted by batch size), and when
-        available ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"``.
+        available ``"accuracy"``, ``"val_loss"``, ``"val_accuracy"``; with
+        ``fit(..., track="grad_norms")`` ``"grad_norm/<param name>"`` (the
+        mean L2 norm of that param's gradient over the epoch's updates).
     epochs : the epoch numbers run, ``[1, 2, ...]``.
     best_epoch : the epoch with the lowest monitored value (1-based; an
         improvement must exceed ``fit``'s ``min_delta``).
@@ -88,9 +93,17 @@ class History:
             raise TrainingError("History: no epoch has a finite monitored value")
         return self[key][self.epochs.index(self.best_epoch)]
 
+    @property
+    def grad_norms(self) -> dict[str, list[float]]:
+        """``{param name: [norm per epoch]}`` of the recorded gradient norms (empty without
+        ``fit(..., track="grad_norms")``)."""
+        return {k[len(GRAD_NORM):]: v for k, v in self.history.items() if k.startswith(GRAD_NORM)}
+
     def __repr__(self) -> str:
-        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()) if self.epochs else "empty"
-        return f"History({len(self.epochs)} epochs, best_epoch={self.best_epoch}, last: {last})"
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items()
+                         if not k.startswith(GRAD_NORM)) if self.epochs else "empty"
+        norms = f", grad norms of {len(self.grad_norms)} params" if self.grad_norms else ""
+        return f"History({len(self.epochs)} epochs, best_epoch={self.best_epoch}, last: {last}{norms})"
 
     def plot(self, path: str | os.PathLike | None = None, *, title: str | None = None):
         """Loss curves (and accuracy curves when recorded) as a matplotlib Figure.
@@ -167,6 +180,102 @@ class History:
         if path is not None:
             _save_figure(fig, os.fspath(path))
         return fig
+
+
+    def plot_grad_norms(self, path: str | os.PathLike | None = None, *, title: str | None = None):
+        """The recorded gradient norms as a matplotlib Figure, per layer.
+
+        Left: each param's ‖∂L/∂p‖₂ over the epochs, one colour per layer (the
+        name before the last dot: ``mlp.0`` of ``mlp.0.W``), one line style per
+        kind of param (``W`` solid, ``b`` dashed, …).  Right: the norm of each
+        layer's gradient (all its params together, √Σ‖∂L/∂p‖²) against its
+        depth, at the first and the last epoch: vanishing gradients slope
+        down towards the input, exploding ones up.  Both axes of norms are
+        logarithmic.  ``path`` and ``title`` as for :meth:`plot`.
+
+        Raises
+        ------
+        TrainingError : no gradient norms recorded (fit without ``track="grad_norms"``).
+
+        Examples
+        --------
+        >>> from symgrad.train import History
+        >>> h = History(monitor="loss")
+        >>> h.record(1, {"loss": 1.0, "grad_norm/l1.W": 0.01, "grad_norm/l2.W": 0.5})
+        >>> h.record(2, {"loss": 0.5, "grad_norm/l1.W": 0.02, "grad_norm/l2.W": 0.3})
+        >>> len(h.plot_grad_norms().axes)
+        2
+        """
+        Figure, FigureCanvasAgg = _matplotlib("History.plot_grad_norms")
+        from matplotlib.ticker import MaxNLocator
+        _check_plot_args("History.plot_grad_norms", path, title, FigureCanvasAgg)
+        norms = self.grad_norms
+        if not norms or not self.epochs:
+            raise TrainingError("History.plot_grad_norms: no gradient norms recorded; "
+                                "train with sg.fit(..., track=\"grad_norms\")")
+        layers: dict[str, list[str]] = {}
+        for name in norms:
+            layers.setdefault(name.rsplit(".", 1)[0] if "." in name else name, []).append(name)
+        fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+        FigureCanvasAgg(fig)
+        over_time, by_depth = fig.subplots(1, 2)
+        styles = ("-", "--", ":", "-.")
+        colors = [f"C{k % 10}" for k in range(len(layers))]
+        kinds: dict[str, str] = {}
+        for color, (layer, names) in zip(colors, layers.items()):
+            for name in names:
+                kind = name.rsplit(".", 1)[-1]
+                style = kinds.setdefault(kind, styles[len(kinds) % len(styles)])
+                over_time.plot(self.epochs, _positive(norms[name]), style, color=color, marker="o", markersize=3,
+                               label=name)
+        over_time.set_xlabel("epoch")
+        over_time.xaxis.set_major_locator(MaxNLocator(integer=True))
+        over_time.set_ylabel("‖∂L/∂p‖₂ (log scale)")
+        over_time.set_yscale("log")
+        over_time.grid(True, alpha=0.3)
+        over_time.legend(fontsize=8, ncol=2 if len(norms) > 8 else 1)
+        depth = np.arange(1, len(layers) + 1)
+        for at, label, style in ((0, f"epoch {self.epochs[0]}", "o--"), (-1, f"epoch {self.epochs[-1]}", "o-")):
+            per_layer = [math.sqrt(sum(norms[n][at] ** 2 for n in names)) for names in layers.values()]
+            by_depth.plot(depth, _positive(per_layer), style, label=label)
+        by_depth.set_xticks(depth, list(layers), rotation=45 if len(layers) > 6 else 0, fontsize=8)
+        by_depth.set_xlabel("layer (input → output)")
+        by_depth.set_ylabel("layer gradient norm (log scale)")
+        by_depth.set_yscale("log")
+        by_depth.grid(True, alpha=0.3)
+        by_depth.legend()
+        if title:
+            fig.suptitle(title)
+        if path is not None:
+            _save_figure(fig, os.fspath(path))
+        return fig
+
+
+def _positive(values) -> np.ndarray:
+    """Values for a log axis: zeros and non-finite entries become gaps (NaN)."""
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v) & (v > 0), v, np.nan)
+
+
+def _matplotlib(what: str):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator  # noqa: F401  (checked here, imported where used)
+    except ImportError:
+        raise DependencyError(f"{what} needs matplotlib: pip install 'symgrad[gallery]' "
+                              f"or pip install matplotlib") from None
+    return Figure, FigureCanvasAgg
+
+
+def _check_plot_args(what: str, path, title, canvas) -> None:
+    if title is not None and not isinstance(title, str):
+        raise TrainingError(f"{what}: title must be a string or None, got {title!r}")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TrainingError(f"{what}: path must be a file path (str or os.PathLike) or None, "
+                            f"got {type(path).__name__}")
+    if path is not None:
+        _image_format(os.fspath(path), canvas.get_supported_filetypes())
 
 
 def _spans_decades(values: list[float]) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import FeedError, TrainingError
 from .graph import Node
+from .gradflow import GradNorms, check_limit, check_track, copy_state, step_seed, tracking_step
 from .history import History
 from .rollback import _Checkpoints, _Copy, _NonFinite, _nonfinite
 
@@ -222,15 +223,23 @@ def _target_index(step: Any, target: str | None) -> int | None:
 
 def _train_epoch(step: Any, checkpoints: _Checkpoints, arrays: list[np.ndarray], names: list[str],
                  order: np.ndarray, batch_size: int, target: int | None, threshold: float | None,
-                 epoch: int) -> _Meter:
+                 epoch: int, norms: GradNorms | None = None) -> _Meter:
     meter = _Meter()
     for number, start in enumerate(range(0, len(order), batch_size), 1):
         idx = order[start:start + batch_size]
         batch = [a[idx] for a in arrays]
         checkpoints.before_update()
         loss, extras = _split(step(*batch))
+        if norms is not None:
+            extras, batch_norms = norms.split(extras)
         if not math.isfinite(loss):  # the update is undone by fit's handler (checkpoints.running is set)
-            raise _nonfinite("training", loss, epoch, number, batch, idx, names)
+            error = _nonfinite("training", loss, epoch, number, batch, idx, names)
+            raise error if norms is None else _NonFinite(f"{error}; {norms.describe(batch_norms)}")
+        if norms is not None:
+            problem = norms.problem(batch_norms)
+            if problem is not None:  # undone by fit's handler, like a non-finite loss
+                raise _NonFinite(f"{problem} at epoch {epoch}, batch {number}")
+            norms.add(batch_norms, len(idx))
         checkpoints.after_update()
         counts = None
         if extras and target is not None:
@@ -272,7 +281,7 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
         validation: Mapping[str | Node, Any] | None = None, early_stopping: int | None = None,
         min_delta: float = 0.0, restore_best: bool = True, seed: int | None = None, shuffle: bool = True,
         target: str | Node | None = None, threshold: float | None = None, eval_batch_size: int | None = None,
-        verbose: int = 1) -> History:
+        verbose: int = 1, track: str | None = None, max_grad_norm: float | None = None) -> History:
     """Train ``step`` on ``data`` with shuffled mini-batches.
 
     Parameters
@@ -293,7 +302,11 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
         below), put back the params, optimizer state and ``step.t`` of the
         best epoch.
     seed : seeds ``np.random.default_rng`` that draws each epoch's
-        permutation (None, an int >= 0 or a Generator).
+        permutation (None, an int >= 0 or a Generator).  It also makes the
+        step's own random draws reproducible (dropout masks, random nodes):
+        when the step has a ``seed`` method, fit calls it once at the start
+        with an int derived from ``seed`` on a stream of its own (the
+        shuffling is the same with or without it).
     shuffle : set False to visit samples in order.
     target : the input holding the targets for accuracy; default: the only
         int input, else the last input.
@@ -303,6 +316,17 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     eval_batch_size : batch size for validation (default ``batch_size``).
     verbose : 0 silent; 1 a tqdm progress bar over epochs when stderr is a
         terminal; 2 one printed line per epoch.
+    track : ``"grad_norms"`` records, per epoch, the L2 norm ‖∂L/∂p‖₂ of
+        every trained param's gradient: the mean over the epoch's updates,
+        weighted by batch size like the loss, as ``history["grad_norm/<param
+        name>"]`` (``history.grad_norms`` gathers them; ``history.plot_grad_norms()``
+        draws them per layer).  The norms come out of the training step itself
+        (a variant compiled once per step, see :mod:`symgrad.gradflow`); with
+        ``track=None`` (default) the step runs as it is.
+    max_grad_norm : stop training when a gradient norm of one update is above
+        this (exploding gradients) or not finite, with a TrainingError naming
+        the params and layers; the update is undone and the best epoch's
+        weights put back, as for a non-finite loss.  Needs no ``track``.
 
     Returns
     -------
@@ -377,8 +401,6 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     shuffle = _flag(shuffle, "shuffle")
     threshold = _real(threshold, "fit: threshold", allow_none=True)
     rng = _rng(seed)
-    if seed is not None and callable(getattr(step, "seed", None)):  # dropout masks, ε: reproducible too
-        step.seed(int(np.random.SeedSequence(int(rng.integers(2**62))).generate_state(1)[0] >> 1))
     arrays, n = _arrays(step, data, "data")
     val = _arrays(step, validation, "validation") if validation is not None else None
     tgt = _target_index(step, target)
@@ -386,7 +408,19 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
         threshold = _output_threshold(step)
     names = _input_names(step)
     params = list(step.params)
-    checkpoints = _Checkpoints(step, params)
+    record, limit = check_track(track), check_limit(max_grad_norm)
+    runner, norms = step, None  # runner: the step that trains (a variant that also returns gradient norms)
+    if record or limit is not None:
+        runner = tracking_step(step, params)
+        norms = GradNorms(params, len(list(step.outputs)), limit, record)
+        copy_state(step, runner)
+    derived = step_seed(seed)
+    if derived is not None:
+        for each in dict.fromkeys([step, runner]):
+            reseed = getattr(each, "seed", None)
+            if callable(reseed):
+                reseed(derived)
+    checkpoints = _Checkpoints(runner, params)
     best = checkpoints.new() if restore_best else None
 
     history = History(monitor="val_loss" if val is not None else "loss")
@@ -399,7 +433,10 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n) if shuffle else np.arange(n)
-                train = _train_epoch(step, checkpoints, arrays, names, order, batch_size, tgt, threshold, epoch)
+                if norms is not None:
+                    norms.reset()
+                train = _train_epoch(runner, checkpoints, arrays, names, order, batch_size, tgt, threshold, epoch,
+                                     norms)
                 if not checkpoints.live_finite():
                     raise _NonFinite(f"the params or optimizer state are not finite after epoch {epoch} although "
                                      f"every loss was (an infinite gradient?)")
@@ -412,12 +449,15 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
                     values["val_loss"] = vm.loss
                     if vm.accuracy is not None:
                         values["val_accuracy"] = vm.accuracy
+                shown = dict(values)  # the gradient norms go to the History, not the progress line
+                if norms is not None:
+                    values.update(norms.values())
                 history.record(epoch, values)
                 if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
                     bar.update(1)
                 elif verbose == 2:
-                    print(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+                    print(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
                 current = values[history.monitor]
                 if current < best_value - min_delta:
                     best_value, waited = current, 0
@@ -444,6 +484,8 @@ def fit(step: Any, data: Mapping[str | Node, Any], *, epochs: int = 1, batch_siz
     finally:
         if bar is not None:
             bar.close()
+        if runner is not step:  # the variant's optimizer state and update count go back to the step
+            copy_state(runner, step)
     if patience is not None and best is not None and best.valid and history.best_epoch != history.epochs[-1]:
         checkpoints.restore(best, params_only=True)
         history.restored_best = True
