@@ -39,6 +39,7 @@ from ..errors import ShapeError
 from ..graph import Node, format_shape
 from ..runtime import Workspace, empty, workspace_kernel, zeros
 from .base import OpDef, apply, as_node, objarray, register
+from .kernels import _internal
 from .linalg import expand_dims
 
 _CONV_ATTRS = ("stride", "padding", "dilation", "groups")
@@ -66,13 +67,24 @@ def _pad(x: np.ndarray, padding: tuple, fill, work: Workspace | None = None, axi
     return out
 
 
-def _like(work: Workspace | None, tag: str, ref: np.ndarray, shape: tuple, dtype) -> np.ndarray:
-    """An uninitialised array of ``shape`` (the rank of ``ref``) whose axes lie in memory in the order of
-    ``ref``'s: results of a pooling kernel keep its input's layout, so that the ops between them run over
-    memory in order."""
-    order = sorted(range(ref.ndim), key=lambda a: -abs(ref.strides[a]) if ref.shape[a] > 1 else 0)
+def _layout(ref: np.ndarray) -> tuple:
+    """The axes of ``ref`` from outermost to innermost in memory (size-1 axes where they stand)."""
+    strides, shape = ref.strides, ref.shape
+    return tuple(sorted(range(ref.ndim), key=lambda a: -abs(strides[a]) if shape[a] > 1 else 0))
+
+
+def _like(work: Workspace | None, tag: str, ref, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised array of ``shape`` whose axes lie in memory in the order of ``ref``'s (an array of the
+    same rank, or its :func:`_layout`): results of a pooling kernel keep its input's layout, so that the ops
+    between them run over memory in order."""
+    order = ref if isinstance(ref, tuple) else _layout(ref)
     mem = empty(work, tag, tuple(shape[a] for a in order), dtype)
-    return mem.transpose(tuple(np.argsort(order)))
+    if order == tuple(range(len(order))):
+        return mem
+    inverse = [0] * len(order)
+    for i, a in enumerate(order):
+        inverse[a] = i
+    return mem.transpose(inverse)
 
 
 def _batch_last(a: np.ndarray, work: Workspace | None = None, tag: str = "batch_last") -> np.ndarray:
@@ -408,15 +420,66 @@ def _conv_grad_weight_vjp(n, h, needs):
     return dg, dx
 
 
+# ================================================================= compiled code: one im2col for conv and ∂/∂W
+@workspace_kernel
+def unfold(x, kernel, stride, padding, dilation, groups, work: Workspace | None = None):
+    """im2col of ``x`` as a value of compiled code: ``(groups, C/groups · Πkernel, Πout, N)``."""
+    cols, out_sp = _cols(x, kernel, stride, padding, dilation, groups, work)
+    return cols.reshape(cols.shape[:2] + (math.prod(out_sp), x.shape[0]))
+
+
+@workspace_kernel
+def conv_unfolded(w, cols, out, work: Workspace | None = None):
+    """The convolution from the :func:`unfold` of its input, of spatial output shape ``out``."""
+    groups, ck, positions, n = cols.shape
+    return _conv_product(w, cols.reshape(groups, ck, positions * n), n, out, work)
+
+
+@workspace_kernel
+def conv_grad_weight_unfolded(g, cols, kernel, work: Workspace | None = None):
+    """∂L/∂W from ∂L/∂Z = ``g`` and the :func:`unfold` of the input."""
+    groups, ck, positions, n = cols.shape
+    return _weight_product(g, cols.reshape(groups, ck, positions * n), ck // math.prod(kernel), kernel, work)
+
+
+_UNFOLD = _internal("unfold", 1, unfold, "unfold", preserves_dtype=True)
+_CONV_UNFOLDED = _internal("conv_unfolded", 2, conv_unfolded, "conv", preserves_dtype=True)
+_GRAD_WEIGHT_UNFOLDED = _internal("conv_grad_weight_unfolded", 2, conv_grad_weight_unfolded, "conv∂W",
+                                  preserves_dtype=True)
+
+
+def _unfolded(x, kernel: tuple, attrs: dict, out_sp: tuple, ir):
+    """The value ``unfold(x)``, made once for a conv and the ∂/∂W that read the same input the same way."""
+    a = dict(kernel=tuple(kernel), **{k: attrs[k] for k in _CONV_ATTRS})
+    groups = a["groups"]
+    shape = (groups, x.shape[1] // groups * math.prod(kernel), math.prod(out_sp), x.shape[0])
+    return ir.make(_UNFOLD, [x], tuple(sorted(a.items())), shape)
+
+
+def _rewrite_conv(v, args, shape, ir):
+    """conv(x, w) → conv_unfolded(w, unfold(x)): the im2col is shared with the ∂/∂W of the backward pass."""
+    x, w = args
+    cols = _unfolded(x, w.shape[2:], dict(v.attrs), tuple(shape[2:]), ir)
+    return ir.make(_CONV_UNFOLDED, [w, cols], (("out", tuple(shape[2:])),), shape)
+
+
+def _rewrite_conv_grad_weight(v, args, shape, ir):
+    """conv_grad_weight(g, x) → conv_grad_weight_unfolded(g, unfold(x)), the unfold(x) of the forward conv."""
+    g, x = args
+    attrs = dict(v.attrs)
+    cols = _unfolded(x, attrs["kernel"], attrs, tuple(g.shape[2:]), ir)
+    return ir.make(_GRAD_WEIGHT_UNFOLDED, [g, cols], (("kernel", attrs["kernel"]),), shape)
+
+
 _CONV = dict(fresh=True, preserves_dtype=True, attr_names=_CONV_ATTRS)
 register(OpDef("conv", 2, _conv_shape, conv_forward, _sym_conv, vjp=_conv_vjp, label="conv",
-               index=_conv_index, **_CONV))
+               index=_conv_index, rewrite=_rewrite_conv, **_CONV))
 register(OpDef("conv_grad_input", 2, _conv_grad_input_shape, conv_grad_input, _sym_conv_grad_input,
                vjp=_conv_grad_input_vjp, label="conv∂X", index=_conv_grad_input_index,
                **{**_CONV, "attr_names": ("size",) + _CONV_ATTRS}))
 register(OpDef("conv_grad_weight", 2, _conv_grad_weight_shape, conv_grad_weight, _sym_conv_grad_weight,
                vjp=_conv_grad_weight_vjp, label="conv∂W", index=_conv_grad_weight_index,
-               **{**_CONV, "attr_names": ("kernel",) + _CONV_ATTRS}))
+               rewrite=_rewrite_conv_grad_weight, **{**_CONV, "attr_names": ("kernel",) + _CONV_ATTRS}))
 
 
 # ================================================================= public functions

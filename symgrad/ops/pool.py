@@ -14,7 +14,7 @@ from ..errors import GraphError, ShapeError
 from ..graph import Node, format_shape
 from ..runtime import Workspace, workspace_kernel
 from .base import OpDef, apply, as_node, objarray, register
-from .conv import (_KERNEL_HINTS, _describe, _ints, _letters, _like, _offsets, _out_size, _pad,
+from .conv import (_KERNEL_HINTS, _describe, _ints, _layout, _letters, _like, _offsets, _out_size, _pad,
                    _scatter, _spatial, _transposed, _windows)
 
 _POOL_ATTRS = ("kernel", "stride", "padding")
@@ -59,14 +59,14 @@ def _argmax(x, kernel, stride, padding, work: Workspace | None = None):
     xp = _pad(x, padding, -np.inf, work)
     out_sp = _pool_out(x.shape[2:], kernel, stride, padding)
     views = [_shifted(xp, offset, stride, out_sp) for offset in _offsets(kernel)]
-    shape = views[0].shape
-    best = _like(work, "best", x, shape, x.dtype)
+    shape, layout = views[0].shape, _layout(x)
+    best = _like(work, "best", layout, shape, x.dtype)
     np.copyto(best, views[0])
-    arg = _like(work, "arg", x, shape, np.uint8 if len(views) <= 255 else np.int32)
+    arg = _like(work, "arg", layout, shape, np.uint8 if len(views) <= 255 else np.int32)
     arg.fill(0)
-    wins = _like(work, "wins", x, shape, bool)
+    wins = _like(work, "wins", layout, shape, bool)
     if arg.dtype == np.uint8:  # a new maximum at offset k: arg = max(arg, k·wins), in bytes (a masked copy is slow)
-        step = _like(work, "step", x, shape, np.uint8)
+        step = _like(work, "step", layout, shape, np.uint8)
     for k, v in enumerate(views[1:], start=1):  # a window without NaN never needs more than these passes
         np.greater(v, best, out=wins)
         np.maximum(best, v, out=best)
@@ -96,11 +96,12 @@ def _tiles(size, kernel, stride, padding) -> bool:
     return not any(padding) and all(s == k and n % k == 0 for n, k, s in zip(size, kernel, stride))
 
 
-def _place(parts, ref, size, kernel, stride, padding, out_sp, dtype, work: Workspace | None = None) -> np.ndarray:
+def _place(parts, lead, layout, size, kernel, stride, padding, out_sp, dtype,
+           work: Workspace | None = None) -> np.ndarray:
     """col2im for windows that never overlap: ``parts(k, out)`` writes offset ``k``'s entries ``(N, C, *out)``
     straight into the strided view ``out`` of an ``(N, C, *size)`` result (zeros where no window reads), laid out
-    in memory as ``ref``."""
-    out = _like(work, "out", ref, ref.shape[:2] + tuple(n + 2 * p for n, p in zip(size, padding)), dtype)
+    in memory in the order ``layout``."""
+    out = _like(work, "out", layout, tuple(lead) + tuple(n + 2 * p for n, p in zip(size, padding)), dtype)
     if not _tiles(size, kernel, stride, padding):
         out.fill(0)
     for k, offset in enumerate(_offsets(kernel)):
@@ -110,12 +111,11 @@ def _place(parts, ref, size, kernel, stride, padding, out_sp, dtype, work: Works
     return out
 
 
-def _as_laid_out(a: np.ndarray, ref: np.ndarray, work: Workspace | None, tag: str) -> np.ndarray:
-    """``a`` in the memory layout of ``ref`` (of the same rank): ``a`` itself or a copy."""
-    if a.ndim != ref.ndim or np.argsort([-abs(s) for s in a.strides]).tolist() == \
-            np.argsort([-abs(s) for s in ref.strides]).tolist():
+def _as_laid_out(a: np.ndarray, layout: tuple, work: Workspace | None, tag: str) -> np.ndarray:
+    """``a`` with its axes in memory in the order ``layout`` (see :func:`_layout`): ``a`` itself or a copy."""
+    if _layout(a) == layout:
         return a
-    out = _like(work, tag, ref, a.shape, a.dtype)
+    out = _like(work, tag, layout, a.shape, a.dtype)
     np.copyto(out, a)
     return out
 
@@ -126,13 +126,14 @@ def max_pool_grad(g, x, kernel, stride, padding, work: Workspace | None = None):
     arg = _argmax(x, kernel, stride, padding, work)
     dtype = np.result_type(g, x)
     if _disjoint(kernel, stride):
-        g = _as_laid_out(g, arg, work, "g")
-        hit = _like(work, "hit", arg, arg.shape, bool)
+        layout = _layout(x)
+        g = _as_laid_out(g, layout, work, "g")
+        hit = _like(work, "hit", layout, arg.shape, bool)
 
         def part(k, out):
             np.equal(arg, k, out=hit)
             np.multiply(g, hit, out=out)
-        return _place(part, x, x.shape[2:], kernel, stride, padding, g.shape[2:], dtype, work)
+        return _place(part, x.shape[:2], layout, x.shape[2:], kernel, stride, padding, g.shape[2:], dtype, work)
     g_last, arg_last = _batch_last_view(g), _batch_last_view(arg)
     return _scatter(lambda k: g_last * (arg_last == k), g.shape[1], g.shape[0], x.shape[2:], kernel, stride,
                     padding, (1,) * len(kernel), g.shape[2:], dtype, work)
@@ -179,8 +180,8 @@ def avg_pool_grad(g, size, kernel, stride, padding, work: Workspace | None = Non
         share = _like(work, "share", g, g.shape, g.dtype)
         np.multiply(g, 1.0 / math.prod(kernel), out=share)
     if _disjoint(kernel, stride) and share.dtype != object:
-        return _place(lambda k, out: np.copyto(out, share), g, size, kernel, stride, padding, g.shape[2:],
-                      share.dtype, work)
+        return _place(lambda k, out: np.copyto(out, share), g.shape[:2], _layout(g), size, kernel, stride, padding,
+                      g.shape[2:], share.dtype, work)
     share = _batch_last_view(share)
     return _scatter(lambda k: share, g.shape[1], g.shape[0], size, kernel, stride, padding, (1,) * len(kernel),
                     g.shape[2:], share.dtype, work)
