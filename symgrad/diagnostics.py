@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import GradError, GraphError
-from .evaluate import resolve_feeds, run_graph
+from .evaluate import complete_feeds, run_graph
 from .graph import Graph, Node, as_node_list, format_shape
 
 #: a second difference larger than this fraction of the one-sided differences marks a kink
@@ -213,7 +213,7 @@ def check_nodes(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = Non
             raise GraphError(f"check_grad: {w.describe()} is not in the graph of {y.describe()}")
         if w.dtype == "int":
             raise GradError(f"check_grad: {w.describe()} holds integers (class indices) and has no gradient")
-    values = run_graph(graph, resolve_feeds(graph, feeds))
+    values = run_graph(graph, complete_feeds(graph, feeds, seed, "check_grad"))  # random nodes drawn once
     as64 = {n: _float64(v) for n, v in values.items()}
     relevant: set[Node] = set(targets)
     for node in graph.order:

@@ -3,7 +3,7 @@ per update, from the same compiled step that trains.
 
 ``fit(..., track="grad_norms")`` (or ``max_grad_norm=``) trains with a
 variant of the step that also returns ``‖∂L/∂p‖₂`` for every trained
-param ``p`` as extra outputs: ``sqrt(sum(g * g))`` of the gradient nodes,
+param ``p`` as extra outputs: ``sg.norm(g)`` of the gradient nodes,
 which the compiler shares with the update (it makes one value per
 structure), so the gradients are computed once.  The variant is compiled
 once per step (and kept while the step lives); it has its own optimizer
@@ -70,9 +70,9 @@ def tracking_step(step: Any, params: list[Node]) -> Any:
         return cached[1]
     from .autodiff import grad
     from .codegen import compile_step
-    from .ops import sqrt, sum as total
+    from .ops import norm
     grads = grad(step.loss, params) if params else []
-    norms = [sqrt(total(g * g)) for g in grads]
+    norms = [norm(g) for g in grads]  # √Σg², finite whenever the norm is (no overflow of g² near 1e154)
     variant = compile_step(step.loss, step.optimizer, inputs=list(step.inputs),
                            outputs=list(step.outputs) + norms, params=params, dtype=step.dtype,
                            reuse_buffers=getattr(step, "_reuse", True))

@@ -7,14 +7,15 @@ import numpy as np
 
 from .autodiff import grad
 from .errors import FeedError, GradError, GradientCheckError, GraphError
-from .evaluate import evaluate, resolve_feeds
+from .evaluate import complete_feeds, evaluate
 from .graph import Graph, Node, as_node_list, finite_number
 
 
 def numeric_grad(y: Node, w: Node, feeds: Mapping | None = None, eps: float = 1e-6) -> np.ndarray:
-    """Central finite differences of scalar ``y`` with respect to leaf ``w``."""
+    """Central finite differences of scalar ``y`` with respect to leaf ``w`` (random nodes are drawn
+    once, so every difference sees the same draws)."""
     graph = Graph(y)
-    fed = resolve_feeds(graph, feeds)
+    fed = complete_feeds(graph, feeds, None, "numeric_grad")
     base = np.array(fed[w] if w in fed else w.value, dtype=np.float64)
     out = np.zeros(base.shape)
     for idx in np.ndindex(base.shape):
@@ -48,7 +49,7 @@ DEFAULT = _Default()
 
 def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None, *, eps: float = 1e-6,
                rtol: float = DEFAULT, atol: float = DEFAULT, per_node: bool = False,
-               probes: int = 2, seed: int = 0):
+               probes: int = 2, seed: int | None = 0):
     """Compare ``grad(y, wrt)`` with central finite differences.
 
     ``wrt`` are leaves (params or float vars).  Raises
@@ -65,7 +66,8 @@ def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None
     local derivative is wrong (``report.first_failure``, ``report.node``;
     ``sg.draw(..., check=report)`` colours it).  See
     :mod:`symgrad.diagnostics` for how kinks (ReLU at 0, ties of a max) are
-    kept from giving false alarms.
+    kept from giving false alarms.  Random nodes (dropout masks) are drawn
+    once, from ``seed``, and held fixed for the whole check.
 
     Examples
     --------
@@ -100,10 +102,12 @@ def check_grad(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = None
     eps = _setting("eps", eps, positive=True)
     rtol, atol = _setting("rtol", rtol), _setting("atol", atol)
     grads = grad(y, targets)
-    analytic = evaluate(grads + [y], feeds)[:-1]  # y too, so every feed has its node
+    # random nodes (dropout masks) drawn once, from ``seed``: the gradient and every difference see the same
+    fed = complete_feeds(Graph(y), feeds, seed, "check_grad")
+    analytic = evaluate(grads + [y], fed)[:-1]  # y too, so every feed has its node
     worst = 0.0
     for w, a in zip(targets, analytic):
-        n = numeric_grad(y, w, feeds, eps)
+        n = numeric_grad(y, w, fed, eps)
         a = np.broadcast_to(a, n.shape)
         err = np.abs(a - n)
         tol = atol + rtol * np.abs(n)

@@ -231,3 +231,16 @@ def test_check_grad_per_node_arguments():
     assert [c.op for c in report] == ["mul", "tanh"] and report[y].status == "ok" and len(report) == 2
     with pytest.raises(KeyError):
         report[x]
+
+
+def test_random_nodes_are_drawn_once_for_the_whole_check():
+    """A dropout mask is drawn once (from seed=) and held fixed: the per-node check and the whole-gradient
+    check see one function, not a new mask at every finite difference."""
+    rng = np.random.default_rng(0)
+    X, y = sg.var("X", shape=("batch", 4)), sg.var("y", shape=("batch",), dtype="int")
+    W1, W2 = sg.param("l1.W", rng.normal(size=(4, 6))), sg.param("l2.W", rng.normal(size=(6, 3)))
+    L = sg.losses.cross_entropy(sg.dropout(sg.tanh(X @ W1), 0.5) @ W2, y)
+    feeds = {"X": rng.normal(size=(8, 4)), "y": rng.integers(0, 3, 8)}
+    report = sg.check_grad(L, [W1, W2], feeds, per_node=True, seed=3)
+    assert report.ok and max(c.error for c in report.checks) < 1e-8
+    assert sg.check_grad(L, [W1, W2], feeds, seed=3) < 1e-8
