@@ -206,3 +206,25 @@ def test_tracking_draws_the_same_dropout_masks_as_the_step_would():
     np.testing.assert_allclose(tracked[0], plain[0], rtol=1e-12)
     assert tracked[1] == pytest.approx(plain[1], rel=1e-12)
     assert tracked[2] == plain[2]  # the step's generator went on from where the tracked variant left it
+
+
+def test_grad_norms_match_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    model = sg.nn.MLP([3, 8, 4], activation="tanh", seed=2)
+    X, y = sg.var("X", shape=("batch", 3)), sg.var("y", shape=("batch",), dtype="int")
+    step = sg.compile_step(sg.losses.cross_entropy(model(X), y), sg.optim.SGD(lr=0.5), inputs=[X, y])
+    xs, ys = rng.normal(size=(10, 3)), rng.integers(0, 4, 10)
+    start = [torch.tensor(p.value.copy(), requires_grad=True) for p in model.parameters()]
+    h = sg.fit(step, {"X": xs, "y": ys}, epochs=2, batch_size=10, shuffle=False, verbose=0, track="grad_norms")
+    params, want = start, []
+    for _ in range(2):  # one full batch per epoch: the epoch's norm is that update's
+        W1, b1, W2, b2 = params
+        logits = torch.tanh(torch.tensor(xs) @ W1 + b1) @ W2 + b2
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor(ys))
+        grads = torch.autograd.grad(loss, params)
+        want.append([float(torch.linalg.vector_norm(g)) for g in grads])
+        params = [(p - 0.5 * g).detach().requires_grad_(True) for p, g in zip(params, grads)]
+    names = [p.name for p in model.parameters()]
+    for epoch in range(2):
+        np.testing.assert_allclose([h.grad_norms[n][epoch] for n in names], want[epoch], rtol=1e-10)
