@@ -210,9 +210,11 @@ class FunctionWriter:
 
     def _stores(self, outs: list[str]) -> tuple[list[str], list[str]]:
         p, body, tail = self.p, [], []
+        # a new value computed in the leaf's own array needs no store; the working array of a param
+        # held in another dtype is not its own array: the master is written from it
         aliased = {id(v) for leaf, v in p.plan_stores
                    if v is not None and self.bufs.of.get(id(v)) is not None
-                   and self.bufs.of.get(id(v)) is self.bufs.of.get(id(leaf))}
+                   and self.bufs.of.get(id(v)) is self.bufs.of.get(id(leaf)) and id(leaf) not in self.master_ident}
         for k, v in enumerate(p.out_vals):
             if v.role in ("param", "state") and any(leaf is v for leaf, _ in p.plan_stores):
                 ident = self.names.new("out")

@@ -34,6 +34,25 @@ def _qualified(name: str) -> bool:
     return "." in name and re.search(r"_[^\W\d_]{2,}", name) is not None
 
 
+def _dotted(name: str) -> tuple[str, str] | None:
+    """``("bn.", "xhat")`` for a module-qualified name whose last part SymPy decorates (a hat, a
+    Greek letter: ``bn.x̂``, ``bn.μ``); the decoration then applies to that part alone."""
+    head, dot, last = name.rpartition(".")
+    if not dot or re.fullmatch(r"[A-Za-z]+\d*", last) and pretty_symbol(last) == last or not last[:1].isalpha():
+        return None
+    if pretty_symbol(last) == last or re.fullmatch(r"[A-Za-z]+\d+", last):
+        return None
+    return head + dot, last
+
+
+def _name_text(name: str, bold: bool = False) -> str:
+    """A name in unicode: as written when module-qualified with words, else SymPy's (x̂, μ, z₁)."""
+    if _qualified(name):
+        return name
+    parts = _dotted(name)
+    return parts[0] + pretty_symbol(parts[1], bold) if parts else pretty_symbol(name, bold)
+
+
 def _split_division(expr) -> tuple[list, list]:
     """Factors of a Hadamard product, and the bases of its ``^{∘-1}`` factors (printed after ⊘)."""
     num, den = [], []
@@ -74,13 +93,16 @@ class _Latex(LatexPrinter):
             return r"%s_{%s}" % (base, m["index"])
         if _qualified(name):
             return r"\mathrm{%s}" % name.replace("_", r"\_")
+        parts = _dotted(name)
+        if parts:
+            return r"\mathrm{%s}%s" % (parts[0], self._print_Symbol(sympy.Symbol(parts[1]), style))
         spelled = _GREEK.sub(lambda g: unicodedata.name(g[0]).split()[-1].lower(), name)
         if spelled != name and re.fullmatch(r"[A-Za-z]+\d*(_\w+)?", spelled):  # ε -> \epsilon, σ_1 -> \sigma_{1}
             return super()._print_Symbol(sympy.Symbol(spelled), style)
         return super()._print_Symbol(expr, style)
 
     def _print_MatrixSymbol(self, expr, style="plain"):
-        if _qualified(expr.name) or _GREEK.search(expr.name):
+        if _qualified(expr.name) or _GREEK.search(expr.name) or _dotted(expr.name):
             return self._print_Symbol(sympy.Symbol(expr.name), style)
         return super()._print_MatrixSymbol(expr)
 
@@ -138,12 +160,15 @@ class _Pretty(PrettyPrinter):
     def _print_Symbol(self, e, bold_name=False):
         name = e.name
         if name.startswith(DELTA) and len(name) > len(DELTA):
-            return prettyForm("δ_" + pretty_symbol(name[len(DELTA):], bold_name))
+            return prettyForm("δ_" + _name_text(name[len(DELTA):], bold_name))
         m = _ENTRY.match(name)
         if m:
             return prettyForm(pretty_symbol(m["base"], bold_name) + f"[{m['index']}]")
         if _qualified(name):
             return prettyForm(name)
+        parts = _dotted(name)
+        if parts:
+            return prettyForm(parts[0] + pretty_symbol(parts[1], bold_name))
         return super()._print_Symbol(e, bold_name)
 
     _print_MatrixSymbol = _print_Symbol
