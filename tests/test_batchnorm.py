@@ -229,3 +229,19 @@ def test_dropout_matches_pytorch_in_evaluation_and_by_statistics_in_training():
     drop.eval()
     np.testing.assert_array_equal(sg.evaluate(drop(x), {"x": xs}),
                                   torch.nn.Dropout(0.2).eval()(torch.tensor(xs)).numpy())
+
+
+def test_drawings_say_which_mode_a_graph_was_built_in_and_group_the_statistics_with_their_layer():
+    net = sg.nn.Sequential(sg.nn.Linear(4, 6, name="fc"), sg.nn.BatchNorm1d(6, name="bn"), sg.nn.ReLU(),
+                           sg.nn.Dropout(0.2, name="drop"), sg.nn.Linear(6, 2, name="out"), name="net")
+    X = sg.var("X", shape=("batch", 4))
+    train_dot = sg.draw(sg.sum(net(X))).source
+    assert 'label="training graph — random at each call: net.3.mask; a training step updates ' \
+           'net.1.running_mean, net.1.running_var"' in train_dot
+    net.eval()
+    eval_dot = sg.draw(sg.sum(net(X))).source
+    assert 'label="evaluation graph — reads net.1.running_mean, net.1.running_var"' in eval_dot
+    assert "Bernoulli" not in eval_dot
+    cluster = eval_dot[eval_dot.index("label=\"net.1\""):]
+    cluster = cluster[:cluster.index("}")]
+    assert "running_mean" in cluster and "cylinder" in cluster

@@ -26,14 +26,29 @@ GENERIC = "t"  # the stem of values no node names
 STEM_LIMIT = 40
 
 
+_GREEK = re.compile("[\u03b1-\u03c9\u0391-\u03a9]")
+_SHORT = {"epsilon": "eps", "lamda": "lam"}
+
+
+def _spell(m: re.Match) -> str:
+    import unicodedata
+    word = unicodedata.name(m[0], "").split()[-1]
+    word = _SHORT.get(word.lower(), word.lower())
+    nxt = m.string[m.end():m.end() + 1]
+    return (word.capitalize() if m[0].isupper() else word) + ("_" if nxt.isalpha() else "")
+
+
 def ident_base(name: str | None) -> str:
     """An ASCII identifier stem from a user name (or 't'): letters, digits, '_' only, starting with a letter.
 
-    >>> ident_base("mlp.0.W"), ident_base("ŷ"), ident_base(None)
-    ('mlp_0_W', 'v', 't')
+    Greek letters are spelled out (``ε`` -> ``eps``, ``bn.μ`` -> ``bn_mu``).
+
+    >>> ident_base("mlp.0.W"), ident_base("ŷ"), ident_base(None), ident_base("ε"), ident_base("bn.σ2")
+    ('mlp_0_W', 'v', 't', 'eps', 'bn_sigma2')
     """
     if not name:
         return "t"
+    name = _GREEK.sub(_spell, name)
     base = _SAFE_CHARS.sub("_", name).strip("_")[:STEM_LIMIT]
     if not base or not base[0].isalpha():
         base = "v" + ("_" + base if base else "")

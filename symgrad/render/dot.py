@@ -210,6 +210,25 @@ def _forward_style(n: Node, scene: Scene) -> str:
     return "loss" if n is scene.loss else "op"
 
 
+def _mode_caption(nodes) -> str:
+    """The drawing's title when the graph depends on the mode: a training graph draws random nodes
+    (dropout masks, ε) or updates buffers; an evaluation graph reads buffers (running statistics)."""
+    nodes = list(nodes)
+    randoms = [n.name for n in nodes if n.kind == "random"]
+    updated = [n.inputs[1].name for n in nodes if n.op is STATE_UPDATE]
+    read = [n.name for n in nodes if n.kind == "buffer" and n.name not in updated]
+    parts = []
+    if randoms:
+        parts.append(f"random at each call: {', '.join(randoms)}")
+    if updated:
+        parts.append(f"a training step updates {', '.join(updated)}")
+    if updated or randoms:
+        return "training graph — " + "; ".join(parts)
+    if read:
+        return f"evaluation graph — reads {', '.join(read)}"
+    return ""
+
+
 def _grad_style(of: Node) -> str:
     """The style of the gradient box of forward node ``of``."""
     return "param_grad" if of.kind == "param" else "grad"
@@ -341,6 +360,9 @@ class _DotWriter:
         for item in items:
             if item.rank_with is not None:
                 dot.body.append(f"\t{{rank=same; {item.rank_with}; {item.key}}}\n")
+        mode = _mode_caption(self.s.forward)
+        if mode:
+            dot.attr(label=mode, labelloc="t", fontsize="13", fontcolor="#334155")
         if legend:
             _legend(dot, used, {k for _, _, k in edges}, self.labels.loss_name)
         return dot

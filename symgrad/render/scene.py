@@ -183,7 +183,7 @@ def _assign_clusters(scene: Scene, outs: list[Node]) -> None:
     cl = scene.cluster
     protected = set(outs) | ({scene.loss} if scene.loss is not None else set())
     for n in scene.forward:
-        if n.kind in ("param", "op") and layer_prefix(n.name):
+        if n.kind in ("param", "op", "buffer", "random") and layer_prefix(n.name):
             cl[n] = layer_prefix(n.name)
     if not any(n.kind == "param" for n in cl):
         cl.clear()
