@@ -27,23 +27,22 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import GraphError, OutputError, ShapeError, StateError, SymgradError
+from .configs import BUILDERS as _BUILDERS
+from .configs import build as _build
+from .configs import rebuildable
 from .files import atomic_open
 from .graph import check_name
-from .nn import MLP, Linear, Module
+from .nn import Module
 
 META_KEY = "symgrad-meta"
 FORMAT = "symgrad.params"
 VERSION = 1
 
-# the classes ``load`` may rebuild, by name; nothing else is ever constructed
-_BUILDERS: dict[str, type[Module]] = {"Linear": Linear, "MLP": MLP}
-
 
 def _state_of(obj: Any) -> tuple[dict[str, np.ndarray], str | None, dict | None]:
     if isinstance(obj, Module):
-        config = obj.config()
-        cls = type(obj).__name__ if config is not None and _BUILDERS.get(type(obj).__name__) is type(obj) else None
-        return obj.state_dict(), cls, (config if cls else None)
+        cls = type(obj).__name__ if rebuildable(obj) else None
+        return obj.state_dict(), cls, (obj.config() if cls else None)
     if isinstance(obj, Mapping):
         state = {}
         for key, value in obj.items():
@@ -66,9 +65,13 @@ def save(path: str | os.PathLike, model: Module | Mapping[str, Any], *, compress
     """Write the parameters of ``model`` (a Module, or a state dict) to ``path`` as ``.npz``.
 
     The file is written exactly at ``path`` (no suffix is added), atomically.
-    For :class:`~symgrad.nn.Linear` and :class:`~symgrad.nn.MLP` (with named
-    activations) the file also records how to rebuild the model, so
-    :func:`load` returns a model; for other modules it records the state only.
+    For the built-in layers (:class:`~symgrad.nn.Linear`, :class:`~symgrad.nn.MLP`
+    with named activations, :class:`~symgrad.nn.Conv2d`, the pools, activation
+    modules, :class:`~symgrad.nn.Flatten`, :class:`~symgrad.nn.LayerNorm`,
+    :class:`~symgrad.nn.Embedding`, and a :class:`~symgrad.nn.Sequential` or
+    :class:`~symgrad.nn.ModuleList` of them) the file also records how to
+    rebuild the model, so :func:`load` returns a model; for other modules it
+    records the state only.
 
     Parameters
     ----------
@@ -276,7 +279,7 @@ def load(path: str | os.PathLike, *, into: Module | None = None) -> Module | dic
     -------
     * with ``into``: that module, its parameters set from the file
       (names and shapes must match);
-    * for a saved :class:`~symgrad.nn.Linear` or :class:`~symgrad.nn.MLP`:
+    * for a saved built-in layer, or a Sequential of them (see :func:`save`):
       a new model of the same structure and the saved parameter values;
     * otherwise (a generic Module or a saved dict): the state dict, name ->
       array, to pass to ``module.load_state_dict``.
@@ -315,8 +318,9 @@ def load(path: str | os.PathLike, *, into: Module | None = None) -> Module | dic
     cls = _BUILDERS.get(cls_name) if isinstance(cls_name, str) else None
     if cls is None or not isinstance(config, dict):
         raise _bad(path, f"unknown model class {_short(cls_name)} (symgrad rebuilds {sorted(_BUILDERS)})")
+    have = sum(int(a.size) for a in state.values())
     try:
-        model = _build(cls, config, state)
+        model = _build(cls_name, config, have)
     except (SymgradError, TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as e:
         raise _bad(path, f"its {cls_name} config {_short(config)} does not build a model ({_clip(str(e))})") \
             from None
@@ -325,39 +329,6 @@ def load(path: str | os.PathLike, *, into: Module | None = None) -> Module | dic
     except (StateError, ShapeError) as e:
         raise _bad(path, f"its parameters do not fit the recorded {cls_name} ({e})") from None
     return model
-
-
-# what a saved config may hold: the constructor's arguments, as JSON scalars (sizes: a list of ints)
-_CONFIG_KEYS = {"MLP": ({"sizes"}, {"activation", "init", "seed", "name", "output_activation", "bias"}),
-                "Linear": ({"in_features", "out_features"}, {"bias", "name", "seed", "init", "bias_init"})}
-
-
-def _build(cls: type[Module], config: dict, state: Mapping[str, np.ndarray]) -> Module:
-    required, optional = _CONFIG_KEYS[cls.__name__]
-    missing, unknown = required - set(config), set(config) - required - optional
-    if missing or unknown:
-        raise ValueError(f"missing {sorted(missing)}" if missing else f"unknown settings {sorted(unknown)}")
-    for key, value in config.items():
-        scalar = value is None or isinstance(value, (bool, int, str))
-        if not (scalar or key == "sizes" and isinstance(value, list)):
-            raise ValueError(f"{key} = {_short(value)} is not a plain value")
-    cfg = dict(config)
-    if cls is MLP:
-        sizes = cfg.pop("sizes")
-        dims = list(zip(sizes[:-1], sizes[1:])) if isinstance(sizes, list) else None
-    else:
-        dims = [(cfg.pop("in_features", None), cfg.pop("out_features", None))]
-        sizes = dims[0]
-    # refuse configs that do not match the stored arrays before allocating anything
-    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for pair in dims for d in pair):
-        raise ValueError(f"sizes {_short(sizes)} are not a list of ints")
-    want = sum(a * b + (b if cfg.get("bias", True) else 0) for a, b in dims)
-    have = sum(int(a.size) for a in state.values())
-    if want != have:
-        raise ValueError(f"it implies {want} parameter values, the file holds {have}")
-    if cls is MLP:
-        return MLP(sizes, **cfg)
-    return Linear(*dims[0], **cfg)
 
 
 __all__ = ["save", "load"]

@@ -85,7 +85,7 @@ def test_orthogonal_gain_and_vector_error():
         initialize("orthogonal", (8,), seed=0)
 
 
-@pytest.mark.parametrize("name", sorted(set(INITIALIZERS) - {"zeros", "ones", "constant"}))
+@pytest.mark.parametrize("name", sorted(set(INITIALIZERS) - {"zeros", "ones", "constant", "identity", "eye"}))
 def test_seed_reproducible_and_distinct(name):
     a = initialize(name, (6, 5), seed=11)
     b = initialize(name, (6, 5), seed=11)

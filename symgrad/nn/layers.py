@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import GraphError, ShapeError
 from ..graph import Node, format_shape
+from ..init import resolve, to_config
 from ..ops import as_node, leaky_relu, log_softmax, relu, sigmoid, softmax, softplus, tanh
 from .module import Module
 
@@ -72,6 +73,15 @@ def _check_flag(value: Any, what: str) -> bool:
     return bool(value)
 
 
+def init_param(module: Module, local: str, shape: tuple, init: Any, seed: int | None) -> Node:
+    """``module.param(local, shape=shape, init=init, seed=seed)``, an initializer's error naming the
+    layer and the parameter."""
+    try:
+        return module.param(local, shape=shape, init=init, seed=seed)
+    except (GraphError, ShapeError) as e:
+        raise type(e)(f"{type(module).__name__} {module.name!r}: {local}: {e}") from None
+
+
 def derive_seeds(seed: int | None, n: int) -> list[int | None]:
     """``n`` distinct seeds derived from ``seed`` (all None when ``seed`` is None).
 
@@ -94,10 +104,11 @@ class Linear(Module):
     Parameters
     ----------
     in_features, out_features : sizes of the input and output feature axes.
-    init : initializer of ``W`` by name (see :mod:`symgrad.init`) or a
-        callable ``f(shape, rng)``; default ``"xavier"`` (Glorot uniform).
+    init : initializer of ``W``: a name (see :mod:`symgrad.init`), a name with
+        options (``("normal", {"std": 0.1})`` or ``sg.init.spec("normal", std=0.1)``)
+        or a callable ``f(shape, rng)``; default ``"xavier"`` (Glorot uniform).
     bias : whether to add the bias ``b`` of shape ``(out_features,)``.
-    bias_init : initializer of ``b``; default ``"zeros"``.
+    bias_init : initializer of ``b``, given the same ways; default ``"zeros"``.
     name : the layer name; parameters are ``<name>.W`` and ``<name>.b``,
         the output node is ``<name>.z``.
     seed : seeds ``W``'s initializer (``b`` gets a seed derived from it).
@@ -111,10 +122,13 @@ class Linear(Module):
     ('fc.z', ('batch', 2))
     >>> sg.evaluate(z, {"X": [[1.0, 2.0, 3.0]]})
     array([[6., 6.]])
+    >>> sg.nn.Linear(2, 1, init=("constant", {"value": 0.3}), bias_init="ones").state_dict()
+    {'linear.W': array([[0.3],
+           [0.3]]), 'linear.b': array([1.])}
     """
 
-    def __init__(self, in_features: int, out_features: int, *, init: str | Callable | None = None,
-                 bias: bool = True, bias_init: str | Callable | None = None, name: str = "linear",
+    def __init__(self, in_features: int, out_features: int, *, init: Any = None,
+                 bias: bool = True, bias_init: Any = None, name: str = "linear",
                  seed: int | None = None):
         super().__init__(name)
         self.in_features = _check_size(in_features, f"Linear {name!r}: in_features")
@@ -122,10 +136,12 @@ class Linear(Module):
         bias = _check_flag(bias, f"Linear {name!r}: bias")
         self.init = "xavier" if init is None else init
         self.bias_init = "zeros" if bias_init is None else bias_init
+        resolve(self.init, f"Linear {name!r}")
+        resolve(self.bias_init, f"Linear {name!r}: bias_init")
         w_seed = seed
         b_seed = None if seed is None else derive_seeds(seed, 1)[0]
-        self.W = self.param("W", shape=(self.in_features, self.out_features), init=self.init, seed=w_seed)
-        self.b = self.param("b", shape=(self.out_features,), init=self.bias_init, seed=b_seed) if bias else None
+        self.W = init_param(self, "W", (self.in_features, self.out_features), self.init, w_seed)
+        self.b = init_param(self, "b", (self.out_features,), self.bias_init, b_seed) if bias else None
         self.seed = seed
 
     def forward(self, x: Any) -> Node:
@@ -140,11 +156,9 @@ class Linear(Module):
         return z.named(f"{self.name}.z")
 
     def config(self) -> dict | None:
-        inits = (self.init, self.bias_init)
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.b is not None, "name": self.name, "seed": self.seed,
-                "init": inits[0] if isinstance(inits[0], str) else None,
-                "bias_init": inits[1] if isinstance(inits[1], str) else None}
+                "init": to_config(self.init), "bias_init": to_config(self.bias_init)}
 
     def __repr__(self) -> str:
         return (f"Linear({self.in_features}, {self.out_features}, bias={self.b is not None}, "
@@ -164,7 +178,8 @@ class MLP(Module):
     activation : hidden activation by name (``"relu"``, ``"sigmoid"``,
         ``"tanh"``, ``"leaky_relu"``, ``"softplus"``, ``"identity"``...) or a
         function of a node.
-    init : weight initializer for every layer; default ``"he"`` for relu and
+    init : weight initializer for every layer (a name, a ``(name, options)``
+        pair, or a callable; see :class:`Linear`); default ``"he"`` for relu and
         leaky_relu, ``"xavier"`` otherwise.
     seed : model seed; layer ``i`` gets its own seed derived from it, so
         layers of equal shape start different.
@@ -185,7 +200,7 @@ class MLP(Module):
     """
 
     def __init__(self, sizes: Sequence[int], activation: str | Callable | None = "relu", *,
-                 init: str | Callable | None = None, seed: int | None = None, name: str = "mlp",
+                 init: Any = None, seed: int | None = None, name: str = "mlp",
                  output_activation: str | Callable | None = None, bias: bool = True):
         super().__init__(name)
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
@@ -198,6 +213,7 @@ class MLP(Module):
         self._out_act_callable = self._out_act is not None and self.output_activation is None
         if init is None:
             init = _DEFAULT_INIT.get(self.activation or "", "xavier")
+        resolve(init, f"MLP {name!r}")
         self.init = init
         self.seed = seed
         seeds = derive_seeds(seed, len(self.sizes) - 1)
@@ -219,8 +235,8 @@ class MLP(Module):
     def config(self) -> dict | None:
         if self._act_callable or self._out_act_callable:
             return None
-        return {"sizes": list(self.sizes), "activation": self.activation, "init": self.init
-                if isinstance(self.init, str) else None, "seed": self.seed, "name": self.name,
+        return {"sizes": list(self.sizes), "activation": self.activation, "init": to_config(self.init),
+                "seed": self.seed, "name": self.name,
                 "output_activation": self.output_activation, "bias": self.layers[0].b is not None}
 
     def __repr__(self) -> str:
