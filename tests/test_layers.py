@@ -411,7 +411,8 @@ def test_layer_inputs_are_checked_with_typed_errors():
         nn.Conv2d(3, 2, 3)(sg.var("X", shape=("batch", 2, 5, 5)))
     with pytest.raises(ShapeError, match=r"MaxPool2d 'maxpool': input .* is not \(N, C, H, W\)"):
         nn.MaxPool2d(2)(sg.var("X", shape=("batch", 5)))
-    with pytest.raises(ShapeError, match=r"LayerNorm 'layernorm': input .* does not end in the normalized shape \(3, 4\)"):
+    with pytest.raises(ShapeError, match=r"LayerNorm 'layernorm': input .* does not end in the normalized "
+                                         r"shape \(3, 4\)"):
         nn.LayerNorm((3, 4))(sg.var("X", shape=("batch", 4, 3)))
 
 
