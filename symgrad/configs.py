@@ -3,8 +3,9 @@
 A saved file records a module's class name and its :meth:`~symgrad.nn.Module.config` (the
 constructor's arguments as JSON data).  Only the classes in :data:`BUILDERS` are ever constructed, and
 only from settings their schema allows, each checked for its type.  Before anything is constructed,
-the number of parameter values the config implies is compared with the number the file holds, so a
-forged config cannot make ``load`` allocate more than the file's own arrays.
+the number of values the config implies (parameters and buffers, as ``state_dict`` holds them) is
+compared with the number the file holds, so a forged config cannot make ``load`` allocate more than
+the file's own arrays.  A class joins by an entry in :data:`BUILDERS` and one in :data:`SCHEMAS`.
 
 Examples
 --------
@@ -23,15 +24,16 @@ import math
 from typing import Any, Callable
 
 from .graph import finite_number
-from .nn import (MLP, AvgPool2d, Conv2d, Embedding, Flatten, GELU, LayerNorm, Linear, MaxPool2d, Module,
-                 ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh)
+from .nn import (MLP, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, GELU, LayerNorm,
+                 Linear, MaxPool2d, Module, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 
 #: the classes ``load`` may rebuild, by name; nothing else is ever constructed
 BUILDERS: dict[str, type[Module]] = {
     "Linear": Linear, "MLP": MLP, "Sequential": Sequential, "ModuleList": ModuleList,
     "Conv2d": Conv2d, "MaxPool2d": MaxPool2d, "AvgPool2d": AvgPool2d, "LayerNorm": LayerNorm,
     "Embedding": Embedding, "ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "GELU": GELU,
-    "Softmax": Softmax, "Flatten": Flatten,
+    "Softmax": Softmax, "Flatten": Flatten, "Dropout": Dropout, "BatchNorm1d": BatchNorm1d,
+    "BatchNorm2d": BatchNorm2d,
 }
 
 #: how deep containers may nest in a saved config
@@ -107,6 +109,11 @@ def _count_layernorm(c: dict) -> int:
     return n + (n if c.get("bias", True) else 0)
 
 
+def _count_batchnorm(c: dict) -> int:
+    """gamma and beta (when affine) and the two running statistics, all of num_features values."""
+    return c["num_features"] * (4 if c.get("affine", True) else 2)
+
+
 _NAME = {"name": _str}
 _POOL = ({"kernel_size": _ints(2, 1)}, {"stride": _ints(2, 1), "padding": _ints(2, 0), **_NAME})
 
@@ -131,6 +138,9 @@ SCHEMAS: dict[str, tuple[dict, dict, Callable[[dict], int] | None]] = {
     **{cls: ({}, dict(_NAME), lambda c: 0) for cls in ("ReLU", "Sigmoid", "Tanh", "GELU")},
     "Softmax": ({}, {"axis": _int, **_NAME}, lambda c: 0),
     "Flatten": ({}, {"start_axis": _int, "end_axis": _int, **_NAME}, lambda c: 0),
+    "Dropout": ({}, {"p": _number, **_NAME}, lambda c: 0),
+    **{cls: ({"num_features": _size}, {"eps": _number, "momentum": _number, "affine": _bool, **_NAME},
+             _count_batchnorm) for cls in ("BatchNorm1d", "BatchNorm2d")},
     "Sequential": ({"modules": lambda v: isinstance(v, list)}, dict(_NAME), None),
     "ModuleList": ({"modules": lambda v: isinstance(v, list)}, dict(_NAME), None),
 }

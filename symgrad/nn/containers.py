@@ -27,6 +27,7 @@ def rename(module: Module, new_name: str) -> Module:
     """Give ``module`` the name ``new_name``, in place: every module under it whose name starts with
     the old name gets the new prefix (others get ``<new_name>.`` put in front), and the parameter and
     buffer nodes each owns are renamed ``<module name>.<local>`` to match.  Returns ``module``.
+    A module put in two containers keeps the name the second gave it.
 
     Examples
     --------
