@@ -4,6 +4,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.formulas.numeric import numeric
+from symgrad.graph import Graph
 
 
 def _close(expr, values, node):
@@ -98,15 +99,41 @@ def test_mean_absolute_error_prints_sigma_of_bars_not_a_bars_call():
     _close(sg.formula(mae), values, mae)
 
 
-def test_scaled_dot_product_by_a_root_prints_the_root_exactly_not_a_float():
+def test_scaled_dot_product_by_a_root_prints_as_a_division_by_the_root_not_a_float():
     Q, K = sg.var("Q", shape=("n", 6)), sg.var("K", shape=("n", 6))
     scores = Q @ K.T / np.sqrt(6)
-    assert sg.pretty(scores) == ("√6    T\n"
-                                 "──⋅Q⋅K \n"
-                                 "6      ")
-    assert sg.latex(scores) == r"\frac{\sqrt{6}}{6} Q K^{T}"
+    assert sg.pretty(scores) == ("   T   \n"
+                                 "Q⋅K /√6")
+    assert sg.latex(scores) == r"\frac{Q K^{T}}{\sqrt{6}}"
     rng = np.random.default_rng(2)
     _close(sg.formula(scores), {"Q": rng.normal(size=(3, 6)), "K": rng.normal(size=(3, 6)), "n": 3}, scores)
+
+
+_Q, _K, _V = (sg.var(name, shape=("n", 6)) for name in "QKV")
+_S = sg.var("s")
+
+
+@pytest.mark.parametrize("node, text, tex", [
+    (-(_Q @ _K.T) / np.sqrt(6), "    T   \n-Q⋅K /√6", r"-\frac{Q K^{T}}{\sqrt{6}}"),
+    (_Q @ _K.T * 0.5, "   T  \nQ⋅K /2", r"\frac{Q K^{T}}{2}"),
+    (_Q / 3.0, "Q/3", r"\frac{Q}{3}"),
+    (_S * _Q / 3.0, "s⋅Q/3", r"\frac{s Q}{3}"),
+    ((_Q - _K) / np.sqrt(2), "(-K + Q)/√2", r"\frac{- K + Q}{\sqrt{2}}"),
+    (_Q / 4.0 - _K / np.sqrt(6), "Q/4 - K/√6", r"-\frac{K}{\sqrt{6}} + \frac{Q}{4}"),
+    (sg.softmax(_Q @ _K.T / np.sqrt(6), axis=1) @ _V, "       ⎛   T   ⎞  \nsoftmax⎝Q⋅K /√6⎠⋅V",
+     r"\operatorname{softmax}\left(\frac{Q K^{T}}{\sqrt{6}}\right) V"),
+    # coefficients that are no reciprocal of an integer or a root stay in front
+    (_Q * 0.75, "3/4⋅Q", r"\left(\frac{3}{4}\right) Q"),
+    (_Q * (2 / np.sqrt(6)), "√6  \n──⋅Q\n3   ", r"\frac{\sqrt{6}}{3} Q"),
+], ids=["negative", "half", "third", "scalar-factor", "sum", "two-terms", "attention", "3/4", "2/sqrt6"])
+def test_matrix_coefficient_that_is_one_over_an_integer_or_a_root_prints_as_a_division(node, text, tex):
+    assert sg.pretty(node) == text
+    assert sg.latex(node) == tex
+    rng = np.random.default_rng(5)
+    values = {"Q": rng.normal(size=(3, 6)), "K": rng.normal(size=(3, 6)), "V": rng.normal(size=(3, 6)),
+              "s": rng.normal(), "n": 3}
+    used = {v.name for v in Graph(node).vars} | {"n"}
+    _close(sg.formula(node), {k: v for k, v in values.items() if k in used}, node)
 
 
 def test_constants_that_are_roots_of_simple_fractions_become_exact_numbers():

@@ -64,6 +64,24 @@ def _split_division(expr) -> tuple[list, list]:
     return num, den
 
 
+def _divided(expr):
+    """``(negative, rest, d)`` for a matrix product whose number coefficient is ±1/d with ``d`` an integer > 1 or
+    a root of one (``Q Kᵀ/√6``, ``A/3``, as one writes them), ``rest`` the product without it; else None."""
+    coeff, rest = expr.as_coeff_mmul()
+    number, scalars = sympy.S(coeff).as_independent(*sympy.S(coeff).free_symbols, as_Add=False)
+    if not number.is_number or number in (1, -1) or number == 0:
+        return None
+    inv = 1 / number
+    d = -inv if inv.is_negative else inv
+    if not ((d.is_Integer and d > 1) or (d.is_Pow and d.base.is_Integer and d.base > 1 and d.exp.is_Rational
+                                         and d.exp.p == 1 and d.exp.q > 1)):
+        return None
+    from sympy.matrices.expressions.matmul import MatMul
+    factors = ([scalars] if scalars != 1 else []) + list(rest.args if isinstance(rest, MatMul) else [rest])
+    rest = MatMul(*factors) if len(factors) > 1 else factors[0]
+    return bool(inv.is_negative), rest, d
+
+
 def _compound(expr) -> bool:
     from sympy.matrices.expressions.matadd import MatAdd
     from sympy.matrices.expressions.matmul import MatMul
@@ -81,6 +99,13 @@ class _Latex(LatexPrinter):
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
+
+    def _print_MatMul(self, expr):
+        split = _divided(expr)
+        if split is None:
+            return super()._print_MatMul(expr)
+        negative, rest, d = split
+        return ("-" if negative else "") + r"\frac{%s}{%s}" % (self._print(rest), self._print(d))
 
     def _print_Symbol(self, expr, style="plain"):
         name = expr.name
@@ -128,6 +153,20 @@ class _Pretty(PrettyPrinter):
             base = prettyForm(*base.parens())
         circ_exp = prettyForm(*stringPict.next("∘", self._print(expr.exp)), binding=prettyForm.LINE)
         return base ** circ_exp
+
+    def _print_MatMul(self, expr):  # Q⋅Kᵀ/√6, not √6/6⋅Q⋅Kᵀ
+        split = _divided(expr)
+        if split is None:
+            return super()._print_MatMul(expr)
+        negative, rest, d = split
+        form = self._print(rest)
+        if _compound(rest) and not isinstance(rest, type(expr)):  # (A + B)/√2, A ⊙ B/√2 in parentheses
+            form = prettyForm(*form.parens())
+        out = prettyForm(*form.right("/", self._print(d)))
+        if negative:
+            out = prettyForm(*out.left("-"))
+        out.binding = prettyForm.MUL
+        return out
 
     def _print_MatAdd(self, expr):
         # SymPy writes a term with a negative coefficient after a bare space, trusting its text to start
