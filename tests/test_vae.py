@@ -210,9 +210,6 @@ def test_compiled_gradient_and_step_use_the_eps_evaluate_draws(vae):
             p.value[...] = before[p.name]
 
 
-@pytest.mark.xfail(strict=True, reason="symgrad/formulas/backprop.py gives the loss's seed cotangent (a const "
-                                       "leaf) a δ symbol and then defines it as itself: δ_KL = δ_KL, "
-                                       "evaluate() raises FeedError; remove this mark once fixed")
 def test_naming_both_loss_terms_gives_their_deltas_the_value_one(vae):
     m = vae.build(latent=2, hidden=3, seed=0)
     L = (m["rec"].named("rec") + m["kl"].named("KL")).named("L")

@@ -298,9 +298,12 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
 
     backward = list(reversed(graph.order))
     deltas: dict[Node, Any] = {}
-    forward_nodes = set(graph.order)  # an adjoint that is a forward node (3 in L = 3a, a in L = a²/2) is no δ
+    # an adjoint that is a forward node (3 in L = 3a, a in L = a²/2) or a constant (the seed 1 that
+    # L = a + b passes to both terms) is no δ: it prints as itself
+    forward_nodes = set(graph.order)
     for n in backward:
-        if n in symbols and n is not loss and n in adj and adj[n] not in deltas and adj[n] not in forward_nodes:
+        if n in symbols and n is not loss and n in adj and adj[n] not in deltas and adj[n] not in forward_nodes \
+                and not adj[n].is_leaf:
             deltas[adj[n]] = leaf_symbol(DELTA + name_of[n], n.shape)
     back_nodes = Graph(list(adj.values())).order
     mode = SCALAR if all(n.shape == () for n in graph.order + back_nodes) else MATRIX
