@@ -245,3 +245,24 @@ def test_drawings_say_which_mode_a_graph_was_built_in_and_group_the_statistics_w
     cluster = eval_dot[eval_dot.index("label=\"net.1\""):]
     cluster = cluster[:cluster.index("}")]
     assert "running_mean" in cluster and "cylinder" in cluster
+
+
+def test_layer_norm_backward_prints_in_matrix_notation_and_evaluates_to_the_gradient():
+    rng = np.random.default_rng(7)
+    X = sg.var("X", shape=("batch", 3))
+    ln = sg.nn.LayerNorm(2, name="ln")
+    V = sg.param("V", rng.normal(size=(3, 2)))
+    W = sg.param("W", rng.normal(size=(2, 2)))
+    L = sg.sum(sg.tanh(ln((X @ V).named("h")) @ W)).named("L")
+    eq = sg.backprop_equations(L, [V, W, ln.gamma, ln.beta])
+    text = str(eq)
+    assert "ln.var = Var(h)" in text  # no keepdims=True subscript: the (batch, 1) shape says it
+    back = text.split("backward:")[1]
+    for lhs in ("δ_ln.x̂ =", "δ_ln.var =", "δ_ln.μ =", "δ_h =", "∂L/∂ln.γ =", "∂L/∂V ="):
+        assert lhs in back
+    assert "[" not in back and "Σ_" not in back
+    feeds = {"X": rng.normal(size=(5, 3))}
+    got = eq.evaluate(feeds)
+    want = sg.evaluate(sg.grad(L, [V, W, ln.gamma, ln.beta]), feeds)
+    for label, w in zip(["∂L/∂V", "∂L/∂W", "∂L/∂ln.gamma", "∂L/∂ln.beta"], want):
+        np.testing.assert_allclose(got[label], w, atol=1e-12)

@@ -126,7 +126,7 @@ class _OpMixin:
 def _attr_subscript(op, attrs: tuple, ndims: tuple) -> str:
     parts = []
     for key, value in attrs:
-        if value is None or (key == "keepdims" and not value):
+        if value is None or key == "keepdims":  # the shape of the result says whether axes were kept
             continue
         if key == "axis" and ndims and value in ((ndims[0] - 1,), ndims[0] - 1):
             continue  # the last axis is the default reading (softmax of each row)
