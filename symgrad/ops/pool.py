@@ -1,5 +1,5 @@
 """Pooling: ``max_pool2d`` and ``avg_pool2d`` and their gradient ops (``max_pool_grad``,
-``max_pool_select``, ``avg_pool_grad``), on the window helpers of :mod:`symgrad.ops.conv`.
+``max_pool_select``, ``avg_pool_grad``), on the window helpers of :mod:`symgrad.ops.conv_kernels`.
 
 Each window is read as a strided view per kernel offset, never a Python loop over pixels.
 """
@@ -14,8 +14,8 @@ from ..errors import GraphError, ShapeError
 from ..graph import Node, format_shape
 from ..runtime import Workspace, workspace_kernel
 from .base import OpDef, apply, as_node, objarray, register
-from .conv import (_KERNEL_HINTS, _describe, _ints, _layout, _letters, _like, _offsets, _out_size, _pad,
-                   _scatter, _spatial, _transposed, _windows)
+from .conv import _KERNEL_HINTS, _describe, _ints, _letters, _out_size, _spatial, _transposed
+from .conv_kernels import _layout, _like, _offsets, _pad, _scatter, _windows
 
 _POOL_ATTRS = ("kernel", "stride", "padding")
 
