@@ -139,27 +139,6 @@ def test_update_rule_prints_like_an_optimizer_rule():
     assert r"\mathrm{bn.running\_var} &\leftarrow" in rules.latex()
 
 
-def test_backward_pass_prints_in_matrix_notation_and_evaluates_to_the_gradient():
-    rng = np.random.default_rng(4)
-    X = sg.var("X", shape=("batch", 3))
-    bn = sg.nn.BatchNorm1d(2, name="bn")
-    V = sg.param("V", rng.normal(size=(3, 2)))
-    W = sg.param("W", rng.normal(size=(2, 2)))
-    L = sg.sum(sg.tanh(bn((X @ V).named("h")) @ W)).named("L")
-    eq = sg.backprop_equations(L, [V, W, bn.gamma, bn.beta])
-    back = str(eq).split("backward:")[1]
-    # the textbook steps, each a matrix formula (no index notation): δx̂ = γ ⊙ δy, then δσ², δ(x − μ), δμ, δh
-    for lhs in ("δ_bn.x̂ =", "δ_bn.var =", "δ_bn.xc =", "δ_bn.μ =", "δ_h =", "∂L/∂bn.γ =", "∂L/∂V ="):
-        assert lhs in back
-    assert "[" not in back and "Σ_" not in back
-    assert r"\delta_{\mathrm{bn.}\hat{x}}" in eq.latex()
-    feeds = {"X": rng.normal(size=(5, 3))}
-    got = eq.evaluate(feeds)
-    want = sg.evaluate(sg.grad(L, [V, W, bn.gamma, bn.beta]), feeds)
-    for label, w in zip(["∂L/∂V", "∂L/∂W", "∂L/∂bn.gamma", "∂L/∂bn.beta"], want):
-        np.testing.assert_allclose(got[label], w, atol=1e-12)
-
-
 def test_bad_settings_and_inputs_are_refused():
     with pytest.raises(GraphError, match="eps must be > 0"):
         sg.nn.BatchNorm1d(2, eps=0.0)
@@ -247,22 +226,29 @@ def test_drawings_say_which_mode_a_graph_was_built_in_and_group_the_statistics_w
     assert "running_mean" in cluster and "cylinder" in cluster
 
 
-def test_layer_norm_backward_prints_in_matrix_notation_and_evaluates_to_the_gradient():
-    rng = np.random.default_rng(7)
+@pytest.mark.parametrize("norm, steps", [
+    # the textbook steps of each backward pass, each a matrix formula: δx̂ = γ ⊙ δy, then δσ², δμ, δh
+    (lambda: sg.nn.BatchNorm1d(2, name="n"), ("δ_n.x̂ =", "δ_n.var =", "δ_n.xc =", "δ_n.μ =")),
+    (lambda: sg.nn.LayerNorm(2, name="n"), ("δ_n.x̂ =", "δ_n.var =", "δ_n.μ =")),
+], ids=["batch_norm", "layer_norm"])
+def test_norm_backward_prints_in_matrix_notation_and_evaluates_to_the_gradient(norm, steps):
+    rng = np.random.default_rng(4)
     X = sg.var("X", shape=("batch", 3))
-    ln = sg.nn.LayerNorm(2, name="ln")
+    layer = norm()
     V = sg.param("V", rng.normal(size=(3, 2)))
     W = sg.param("W", rng.normal(size=(2, 2)))
-    L = sg.sum(sg.tanh(ln((X @ V).named("h")) @ W)).named("L")
-    eq = sg.backprop_equations(L, [V, W, ln.gamma, ln.beta])
+    L = sg.sum(sg.tanh(layer((X @ V).named("h")) @ W)).named("L")
+    params = [V, W, layer.gamma, layer.beta]
+    eq = sg.backprop_equations(L, params)
     text = str(eq)
-    assert "ln.var = Var(h)" in text  # no keepdims=True subscript: the (batch, 1) shape says it
     back = text.split("backward:")[1]
-    for lhs in ("δ_ln.x̂ =", "δ_ln.var =", "δ_ln.μ =", "δ_h =", "∂L/∂ln.γ =", "∂L/∂V ="):
+    for lhs in steps + ("δ_h =", "∂L/∂n.γ =", "∂L/∂V ="):
         assert lhs in back
     assert "[" not in back and "Σ_" not in back
+    assert "keepdims" not in text  # Var(h), not Var_keepdims=True(h): the (batch, 1) shape says it
+    assert r"\delta_{\mathrm{n.}\hat{x}}" in eq.latex()
     feeds = {"X": rng.normal(size=(5, 3))}
     got = eq.evaluate(feeds)
-    want = sg.evaluate(sg.grad(L, [V, W, ln.gamma, ln.beta]), feeds)
-    for label, w in zip(["∂L/∂V", "∂L/∂W", "∂L/∂ln.gamma", "∂L/∂ln.beta"], want):
+    want = sg.evaluate(sg.grad(L, params), feeds)
+    for label, w in zip(["∂L/∂V", "∂L/∂W", "∂L/∂n.gamma", "∂L/∂n.beta"], want):
         np.testing.assert_allclose(got[label], w, atol=1e-12)
