@@ -53,8 +53,12 @@ def numbers_after(text: str, label: str) -> list[float]:
 
 
 def test_every_numbered_script_has_a_test():
+    """Page tests live here and in tests/test_gallery_*.py (one module per group of pages)."""
     scripts = sorted(p.stem for p in GALLERY.iterdir() if SCRIPT_RE.match(p.name))
-    tested = sorted(n[len("test_"):] for n in globals() if re.match(r"test_\d\d_", n))
+    tested = [n[len("test_"):] for n in globals() if re.match(r"test_\d\d_", n)]
+    for module in Path(__file__).parent.glob("test_gallery_*.py"):
+        tested += re.findall(r"^def test_(\d\d_\w+)\(", module.read_text(encoding="utf-8"), flags=re.M)
+    tested.sort()
     assert scripts == tested and len(scripts) >= 9
 
 
