@@ -8,7 +8,7 @@ import itertools
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..runtime import Workspace, empty, workspace_kernel, zeros
 
@@ -102,19 +102,24 @@ def _scatter(parts, channels: int, n: int, size, kernel, stride, padding, dilati
 def _cols(x, kernel, stride, padding, dilation, groups, work: Workspace | None = None):
     """im2col: ``(groups, C/groups · Πkernel, Πout · N)``, rows ``(c, *kernel)`` and columns ``(*out, n)``
     (one copy of the windows of the batch-last input), and the output's spatial shape."""
-    d = len(kernel)
     xp = _pad(_batch_last(x, work), padding, 0, work, axis=1)    # (C, *S, N)
-    span = tuple(r * (k - 1) + 1 for k, r in zip(kernel, dilation))
-    view = sliding_window_view(xp, span, axis=tuple(range(1, 1 + d)))  # (C, *S', N, *span)
-    every = (slice(None),)
-    view = view[every + tuple(slice(None, None, s) for s in stride) + every
-                + tuple(slice(None, None, r) for r in dilation)]
-    out_sp = view.shape[1:1 + d]
-    src = view.transpose((0,) + tuple(range(2 + d, 2 + 2 * d)) + tuple(range(1, 2 + d)))  # (C, *K, *out, N)
+    st, span = xp.strides, [r * (k - 1) + 1 for k, r in zip(kernel, dilation)]
+    out_sp = tuple((n - e) // s + 1 for n, e, s in zip(xp.shape[1:-1], span, stride))
+    src = _strided(xp, (xp.shape[0],) + tuple(kernel) + out_sp + (xp.shape[-1],),   # (C, *K, *out, N)
+                   (st[0],) + tuple(r * t for r, t in zip(dilation, st[1:-1]))
+                   + tuple(s * t for s, t in zip(stride, st[1:-1])) + (st[-1],))
     cols = empty(work, "cols", src.shape, x.dtype)
     np.copyto(cols, src)
     c, n = x.shape[1], x.shape[0]
     return cols.reshape(groups, c // groups * math.prod(kernel), math.prod(out_sp) * n), out_sp
+
+
+def _strided(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
+    """The view of ``a`` (C-contiguous) with ``shape`` and ``strides``, to be read only (``as_strided`` without
+    its cost per call, where the buffer protocol allows)."""
+    if a.dtype != object and a.flags.c_contiguous:
+        return np.ndarray(shape, a.dtype, a, 0, strides)
+    return as_strided(a, shape, strides, writeable=False)
 
 
 def _by_group(a: np.ndarray, groups: int, work: Workspace | None = None, tag: str = "batch_last") -> np.ndarray:
