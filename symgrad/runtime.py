@@ -2,7 +2,9 @@
 
 Both :func:`symgrad.evaluate` and the source written by the compiler call
 these same functions, so the two cannot drift apart.  None of them warns
-or returns NaN for finite inputs of any magnitude.
+or returns NaN for finite inputs of any magnitude.  Also here: the
+:class:`Workspace` in which a training step's conv and pooling kernels keep
+their arrays between calls.
 """
 from __future__ import annotations
 
