@@ -38,6 +38,7 @@ from .diagnostics import GradCheckReport  # check_grad(..., per_node=True)
 from .formula_size import FormulaStats, formula_stats
 from .parse import parse  # expression strings to graph nodes, without eval
 from . import nn
+from .nn.attention import attention  # scaled dot-product attention (sg.nn.MultiheadAttention builds on it)
 from .errors import DependencyError, StateError, TrainingError
 from .io import load, save
 from .train import History, fit

@@ -17,6 +17,7 @@ Examples
 >>> [(name, p.shape) for name, p in cnn.named_parameters()]
 [('cnn.0.W', (4, 1, 3, 3)), ('cnn.0.b', (4,)), ('cnn.4.W', (64, 10)), ('cnn.4.b', (10,))]
 """
+from .attention import MultiheadAttention, PositionalEmbedding, attention, attention_weights, sinusoidal_positions
 from .batchnorm import BatchNorm1d, BatchNorm2d, Dropout
 from .containers import GELU, Flatten, ModuleList, ReLU, Sequential, Sigmoid, Softmax, Tanh
 from .conv import AvgPool2d, Conv2d, MaxPool2d
@@ -24,7 +25,10 @@ from .embedding import Embedding
 from .layers import ACTIVATIONS, MLP, Linear
 from .module import Module
 from .norm import LayerNorm
+from .transformer import TransformerEncoder, TransformerEncoderLayer
 
 __all__ = ["Module", "Linear", "MLP", "ACTIVATIONS",
            "Sequential", "ModuleList", "ReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Flatten",
            "Conv2d", "MaxPool2d", "AvgPool2d", "LayerNorm", "Embedding", "Dropout", "BatchNorm1d", "BatchNorm2d"]
+__all__ += ["attention", "attention_weights", "MultiheadAttention", "sinusoidal_positions", "PositionalEmbedding",
+            "TransformerEncoderLayer", "TransformerEncoder"]
