@@ -26,6 +26,7 @@ from .ops.linalg import broadcast_to
 from .ops import concat, flatten, getitem, pad, split, squeeze, stack
 from .ops.conv import avg_pool2d, conv1d, conv2d, max_pool2d
 from .ops.einsum import einsum
+from .ops.scan import scan  # loops as one graph node (sg.scan); its gradient is a reverse scan
 from .ops import (clip, elu, gelu, logsumexp, masked_fill, minimum, norm, silu, std, step, tril, triu,
                   variance)
 from .ops.sympy_funcs import relu as sympy_relu

@@ -93,7 +93,21 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             raise GraphError(f"grad: {w.describe()} is not in the graph of {y.describe()}")
         if w.dtype == "int":
             raise GradError(f"grad: {w.describe()} holds integers (class indices) and has no gradient")
+    return _backprop(graph, {y: [const(1.0)]}, targets)
 
+
+def vjp_graph(outputs: Sequence[Node], cotangents: Sequence[Node], wrt: Sequence[Node]) -> dict[Node, Node]:
+    """:func:`adjoints` seeded with a cotangent per output instead of 1 for a scalar: the map from every
+    node on a path from ``wrt`` to ``outputs`` to its cotangent, Σ_k ⟨cotangent_k, ∂output_k/∂node⟩
+    (an output listed twice gets the sum).  The loop body of :func:`symgrad.scan` is differentiated
+    this way, with placeholder cotangents."""
+    seeds: dict[Node, list[Node]] = {}
+    for out, ct in zip(as_node_list(outputs, "vjp_graph"), as_node_list(cotangents, "vjp_graph")):
+        seeds.setdefault(out, []).append(ct)
+    return _backprop(Graph(list(seeds)), seeds, as_node_list(wrt, "vjp_graph"))
+
+
+def _backprop(graph: Graph, seeds: dict[Node, list[Node]], targets: list[Node]) -> dict[Node, Node]:
     # nodes on a path from some target to y: every node of Graph(y) is y or one of its ancestors, so
     # these are the targets' descendants in it (one pass in topological order, for all targets at once)
     relevant: set[Node] = set(targets)
@@ -101,9 +115,15 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
         if node not in relevant and any(i in relevant for i in node.inputs):
             relevant.add(node)
 
-    pending: dict[Node, list[Node]] = {y: [const(1.0)]}
+    pending: dict[Node, list[Node]] = {n: list(parts) for n, parts in seeds.items()}
+    # a node of several outputs (a scan) collects one list of cotangents per output from its pickers
+    per_output: dict[Node, dict[int, list[Node]]] = {}
     done: dict[Node, Node] = {}
     for node in reversed(graph.order):
+        if node.op is not None and node.op.outputs is not None:
+            if node in relevant and node in per_output:
+                _multi_vjp(node, per_output.pop(node), relevant, pending)
+            continue
         parts = pending.pop(node, None)
         if parts is None or node not in relevant:
             continue
@@ -114,6 +134,11 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
         done[node] = g
         mark_grad_of(g, node)  # provenance, on the node itself (``add`` passes one cotangent to both inputs)
         if node.is_leaf:
+            continue
+        source = node.inputs[0] if node.inputs else None
+        if source is not None and source.op is not None and source.op.outputs is not None:  # a picker
+            if source in relevant:
+                per_output.setdefault(source, {}).setdefault(node.attr("index"), []).append(g)
             continue
         needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)
         if not any(needs):
@@ -128,3 +153,24 @@ def adjoints(y: Node, wrt: Sequence[Node]) -> dict[Node, Node]:
             if need and ct is not None:
                 pending.setdefault(inp, []).append(ct)
     return done
+
+
+def _multi_vjp(node: Node, parts: dict[int, list[Node]], relevant: set, pending: dict) -> None:
+    """The VJP of a node of several outputs, given the cotangents its pickers collected."""
+    gs = []
+    for k, _ in enumerate(node.op.outputs(node)):
+        ps = parts.get(k)
+        g = None
+        if ps:
+            g = ps[0]
+            for p in ps[1:]:
+                g = g + p
+        gs.append(g)
+    needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)
+    if not any(needs):
+        return
+    if node.op.vjp is None:
+        raise NotDifferentiableError(f"grad: op {node.op.name} is not differentiable")
+    for inp, need, ct in zip(node.inputs, needs, node.op.vjp(node, tuple(gs), needs)):
+        if need and ct is not None:
+            pending.setdefault(inp, []).append(ct)

@@ -45,6 +45,7 @@ import numpy as np
 from .errors import GradError, GraphError
 from .evaluate import complete_feeds, run_graph
 from .graph import Graph, Node, as_node_list, format_shape
+from .ops.scan_check import check_loop, is_pick
 
 #: a second difference larger than this fraction of the one-sided differences marks a kink
 KINK = 1e-3
@@ -226,11 +227,19 @@ def check_nodes(y: Node, wrt: Node | Sequence[Node], feeds: Mapping | None = Non
             if node.is_leaf or node not in relevant:
                 continue
             needs = tuple(i in relevant and i.dtype != "int" for i in node.inputs)
+            if node.op.outputs is not None or is_pick(node):  # a loop: checked as a whole (ops/scan_check.py)
+                check = NodeCheck(node, node.op.name, tuple(np.shape(as64[i]) if not isinstance(as64[i], tuple) else ()
+                                                                for i in node.inputs), ())
+                checks.append(check_loop(node, needs, as64, rng, int(probes), float(eps), float(rtol),
+                                         float(atol), check, _run))
+                continue
             checks.append(_check_op(node, needs, as64, rng, int(probes), float(eps), float(rtol), float(atol)))
     return GradCheckReport(y, targets, checks, probes=int(probes), rtol=float(rtol))
 
 
 def _float64(v: Any) -> np.ndarray:
+    if isinstance(v, tuple):  # the outputs of a loop
+        return tuple(_float64(x) for x in v)
     arr = np.asarray(v)
     return arr.astype(np.float64) if arr.dtype.kind == "f" and arr.dtype != np.float64 else arr
 
@@ -388,5 +397,6 @@ def _run(root: Node, values: dict, extra: dict) -> np.ndarray:
             continue
         stack.pop()
         args = [computed[i] if i in computed else values[i] for i in n.inputs]
-        computed[n] = np.asarray(n.op.impl(*args, **dict(n.attrs)))
+        out = n.op.impl(*args, **dict(n.attrs))
+        computed[n] = tuple(out) if n.op.outputs is not None else np.asarray(out)  # a loop's outputs
     return computed[root] if root in computed else values[root]

@@ -152,7 +152,8 @@ def run_graph(graph: Graph, fed: dict[Node, np.ndarray]) -> dict[Node, np.ndarra
             args = [values[i] for i in node.inputs]
             if node.op.index_bound or node.op.input_range:
                 _check_op_inputs(node, args)
-            values[node] = np.asarray(node.op.impl(*args, **dict(node.attrs)))
+            out = node.op.impl(*args, **dict(node.attrs))
+            values[node] = tuple(out) if node.op.outputs is not None else np.asarray(out)  # several outputs
     return values
 
 

@@ -9,6 +9,7 @@ from ..graph import Node, format_shape
 from .buffers import Assignment, assign
 from .emit import Expressions, Globals, is_augmented
 from .ir import Value
+from .loops import loop_lines
 from .names import GENERIC, Names, comment_for, comment_text, float_literal, ident_base, stem_for
 from .schedule import Program, dims_before
 
@@ -20,9 +21,10 @@ class FunctionWriter:
         self.p = program
         self.state_arrays = list(state_arrays)
         self.rng = rng
-        op_names = {v.op.name for v in program.schedule}  # kept free for the ops' implementations
-        self.names = Names(op_names | {program.fname})
-        self.g = Globals(lambda name: name == program.fname or (name in self.names.taken and name not in op_names))
+        self.op_names = {v.op.name for v in program.schedule}  # kept free for the ops' implementations
+        self.names = Names(self.op_names | {program.fname})
+        self.g = Globals(lambda name: name == program.fname or (name in self.names.taken
+                                                                and name not in self.op_names))
         self.dim_ident: dict[str, str] = {}
         self.x = Expressions(program.np_dtype, program.float32, self.g, self._dim)
         self.bufs: Assignment = assign(program, self.g.bind)
@@ -171,7 +173,10 @@ class FunctionWriter:
             if param is not None and param not in announced:
                 announced.add(param)
                 body.append(f"    # update of {comment_text(param.name)}")
-            body.append("    " + self._statement(v))
+            if v.op.outputs is not None:  # a loop: its statements, and names for the outputs read
+                body += loop_lines(self, v)
+            elif not (v.args and v.args[0].role == "op" and v.args[0].op.outputs is not None):
+                body.append("    " + self._statement(v))
         return body
 
     def _statement(self, v: Value) -> str:

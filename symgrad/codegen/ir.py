@@ -146,6 +146,14 @@ def lower(roots: list[Node], roles: Mapping[Node, tuple[str, int]], dtype: str) 
                 role, index = "const", -1
             vals[node] = table.leaf(node, role, index)
             continue
-        args = [vals[i] for i in node.inputs]
-        vals[node] = table.op(node.op, args, node.attrs, node.shape, node.dtype, node.id, (node,))
+        vals[node] = _lower_op(node, table, vals)
     return table, vals
+
+
+def _lower_op(node: Node, table: Table, vals: dict) -> Value:
+    if node.op.outputs is not None:  # a loop (symgrad.scan), with what it can compute before it taken out
+        from .loops import lower_scan
+        return lower_scan(node, table, vals, lambda n: table.leaf(n, "const") if n.kind == "const"
+                          else _lower_op(n, table, vals))
+    args = [vals[i] for i in node.inputs]
+    return table.op(node.op, args, node.attrs, node.shape, node.dtype, node.id, (node,))

@@ -18,6 +18,7 @@ from .activations import clip, elu, gelu, minimum, silu, step
 from .mask import masked_fill, tril, triu
 from .stats import logsumexp, norm, std, variance
 from . import state
+from .scan import scan, scan_out
 
 #: the ops symgrad ships with (user ops from sg.elementwise and their derivatives come later)
 BUILTIN_OPS = frozenset(REGISTRY)

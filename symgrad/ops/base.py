@@ -143,6 +143,10 @@ class OpDef:
         compile-time rewrite (:mod:`symgrad.codegen.rewrite`), e.g. σ′(z)
         from σ(z) when that is computed anyway; None keeps the op.
     internal : a compiler-internal op (fused kernels), not in the registry.
+    outputs : for an op with several outputs (:func:`symgrad.scan`):
+        ``outputs(node) -> ((shape, dtype), ...)``.  The node's own shape is
+        ``()``, its value a tuple; ``scan_out`` nodes pick the outputs, and
+        autodiff hands ``vjp`` a tuple of cotangents, None where none flows.
 
     Derived
     -------
@@ -189,6 +193,7 @@ class OpDef:
     reduction: str | None = None
     rewrite: Callable[..., Any] | None = None
     internal: bool = False
+    outputs: Callable[..., tuple] | None = None
     arith: str | None = dataclasses.field(default=None, init=False)
     sympy_function: Any = dataclasses.field(default=None, init=False)
 
