@@ -120,8 +120,8 @@ class Module(abc.ABC):
     def forward(self, *inputs: Any) -> Any:
         """Build the output nodes for the given input nodes."""
 
-    def __call__(self, *inputs: Any) -> Any:
-        return self.forward(*inputs)
+    def __call__(self, *inputs: Any, **options: Any) -> Any:
+        return self.forward(*inputs, **options)
 
     # ------------------------------------------------------- reading
     def modules(self) -> Iterator["Module"]:
