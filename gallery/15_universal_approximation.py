@@ -160,7 +160,8 @@ def plot(out, xs, fits, rows, shown):
         ax.set_title(f"{title}\nmax error {np.max(np.abs(sigmoid_sum(p, xs) - target(xs))):.3f}")
         ax.set_xlabel("x")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.35, 0.0), ncol=3, fontsize=9, frameon=False)
     ns = [r[0] for r in rows]
     for k, (label, style) in enumerate((("staircase", "o-"), ("trained from the staircase", "s-"),
                                         ("trained from random weights", "^--")), 1):
