@@ -106,3 +106,23 @@ def test_constant_factor_on_a_rank3_named_node_stays_a_number_in_index_notation(
     eqs = sg.backprop_equations(L)
     assert "δ_a[i,j,k] = 3" in eqs.pretty()
     _check(eqs, L, [w], {"X": RNG.normal(size=(2, 2, 2))})
+
+
+def test_cnn_with_max_pooling_backprop_equations_evaluate_to_the_gradient():
+    """Max pooling has no index form and prints whole (``max pool(A)[i,j,k,l]``, ``max pool∂X(δ_P, A)``);
+    evaluating the equations applies the op to the printed operands' values."""
+    rng = np.random.default_rng(0)
+    X = sg.var("X", shape=("batch", 1, 6, 6))
+    y = sg.var("y", shape=("batch",), dtype="int")
+    W, b = sg.param("W", rng.normal(size=(2, 1, 3, 3))), sg.param("b", np.zeros(2))
+    V = sg.param("V", rng.normal(size=(18, 3)))
+    A = sg.relu(sg.conv2d(X, W, b, padding=1).named("Z")).named("A")
+    H = sg.flatten(sg.max_pool2d(A, 2).named("P")).named("H")
+    L = sg.losses.cross_entropy(H @ V, y).named("L")
+    eq = sg.backprop_equations(L, [W, b, V])
+    text = str(eq)
+    assert "P[i,j,k,l] = max pool(A)[i,j,k,l]" in text and "max pool∂X(δ_P, A)[i,j,k,l]" in text
+    feeds = {"X": rng.normal(size=(3, 1, 6, 6)), "y": np.array([0, 1, 2])}
+    got = eq.evaluate(feeds)
+    for label, want in zip(["∂L/∂W", "∂L/∂b", "∂L/∂V"], sg.evaluate(sg.grad(L, [W, b, V]), feeds)):
+        np.testing.assert_allclose(got[label], want, atol=1e-12)

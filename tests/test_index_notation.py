@@ -63,14 +63,15 @@ def test_index_letters_avoid_names_in_the_graph():
     np.testing.assert_allclose(f.numeric({"i": np.ones((2, 3))}), [3.0, 3.0])
 
 
-def test_an_op_without_an_index_form_prints_whole_and_needs_its_value():
+def test_an_op_without_an_index_form_prints_whole_and_is_computed_from_its_operands():
     X = sg.var("X", shape=("batch", 3, 4))
     f = index_formula(sg.max(X, axis=2) * 2.0, name="P")
     assert "max(X)" in f.pretty()
-    with pytest.raises(FeedError, match="max"):
-        f.numeric({"X": XV, "batch": 2})
     m = sg.evaluate(sg.max(X, axis=2), {"X": XV})
-    np.testing.assert_allclose(f.numeric({"X": XV, "batch": 2, "max(X)": m}), 2.0 * m)
+    np.testing.assert_allclose(f.numeric({"X": XV, "batch": 2}), 2.0 * m)  # max applied to X's value
+    np.testing.assert_allclose(f.numeric({"X": XV, "batch": 2, "max(X)": -m}), -2.0 * m)  # a given value wins
+    with pytest.raises(FeedError, match=r"max\(X\) needs the value of 'X'"):
+        f.numeric({"batch": 2})
 
 
 def test_reshape_indices_split_and_merge_axes():

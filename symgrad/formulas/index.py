@@ -498,9 +498,11 @@ class IndexFormula(Printable):
     ``extents`` their dims); :meth:`numeric` computes every entry.
     """
 
-    def __init__(self, lhs: Any, rhs: Any, indices: tuple, extents: tuple, constants: dict, opaque: dict):
+    def __init__(self, lhs: Any, rhs: Any, indices: tuple, extents: tuple, constants: dict, opaque: dict,
+                 symbols: Mapping[Node, str] | None = None):
         self.lhs, self.rhs, self.indices, self.extents = lhs, rhs, tuple(indices), tuple(extents)
         self.constants, self.opaque = dict(constants), dict(opaque)
+        self.symbols = dict(symbols or {})  # the nodes written by name (for ops printed whole)
 
     def latex(self) -> str:
         printer = _printers()[0]()
@@ -530,9 +532,24 @@ class IndexFormula(Printable):
             else:
                 shape.append(int(d))
         for text, node in self.opaque.items():
-            if text not in env:
-                raise FeedError(f"numeric: {text} has no index form; give its value under the name {text!r}")
+            if text not in env:  # an op printed whole, max pool(X): the op applied to its operands' values
+                env[text] = self._whole(node, env, text)
         return numeric(self.rhs, self.indices, tuple(shape), env)
+
+    def _whole(self, node: Node, env: dict, text: str) -> np.ndarray:
+        """The value of an op with no index form, from the values of the operands it is printed with."""
+        args = []
+        for i in node.inputs:
+            name = self.symbols.get(i) or i.name
+            if name is not None and name in env:
+                args.append(np.asarray(env[name]))
+            elif i.kind == "const":
+                args.append(i.value)
+            elif i.is_leaf:
+                raise FeedError(f"numeric: {text} needs the value of {name!r}")
+            else:  # an unnamed operand: its own index formula, in the same names
+                args.append(index_formula(i, self.symbols).numeric(env))
+        return np.asarray(node.op.impl(*args, **dict(node.attrs)))
 
 
 def index_formula(node: Node, symbols: Mapping[Node, str] | None = None, name: str | None = None) -> IndexFormula:
@@ -558,4 +575,4 @@ def index_formula(node: Node, symbols: Mapping[Node, str] | None = None, name: s
     rhs = ib.define(node, idx) if not node.is_leaf else ib.entry(node, idx)
     label = name or node.name or "y"
     return IndexFormula(_at(label, idx), rhs, idx, tuple(node.shape), ib.constants,
-                        {k: v for k, v in ib.opaque.items()})
+                        {k: v for k, v in ib.opaque.items()}, ib.symbols)
