@@ -146,3 +146,11 @@ def test_formula_pretty_and_latex_use_index_notation_beyond_rank_2():
     # a scalar node expanded is its one formula
     x = sg.var("x")
     assert sg.formula(x * 2.0, expand=True) == 2 * sympy.Symbol("x", real=True)
+
+
+def test_lhs_names_an_index_formula_instead_of_doubling_it():
+    X = sg.var("X", shape=("batch", 3, 4))
+    w = sg.param("w", [1.0, 2.0, 3.0, 4.0])
+    text = sg.pretty(sg.sum(X * w, axis=2), lhs="y", notation="index")
+    assert text.splitlines()[0].startswith("y[i,j] = Σ X[i,j,k]⋅w[k]") and text.count("=") == 1
+    assert sg.latex(sg.sum(X * w, axis=2), lhs="y", notation="index").startswith("y_{i,j} = ")

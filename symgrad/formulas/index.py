@@ -504,6 +504,11 @@ class IndexFormula(Printable):
         self.constants, self.opaque = dict(constants), dict(opaque)
         self.symbols = dict(symbols or {})  # the nodes written by name (for ops printed whole)
 
+    def renamed(self, name: str) -> "IndexFormula":
+        """The same formula with ``name`` on the left: ``name[i,j] = …``."""
+        return IndexFormula(_at(name, self.indices), self.rhs, self.indices, self.extents, self.constants,
+                            self.opaque, self.symbols)
+
     def latex(self) -> str:
         printer = _printers()[0]()
         return f"{printer.doprint(self.lhs)} = {printer.doprint(self.rhs)}"

@@ -279,12 +279,12 @@ def latex(obj: Any, lhs: str | None = None, **formula_options: Any) -> str:
     '\\\\sigma\\\\left(w x\\\\right)'
     """
     obj = _resolve(obj, "latex", formula_options)
-    text = obj.latex() if isinstance(obj, Printable) else to_latex(obj)
-    if lhs is None:
-        return text
-    if not isinstance(lhs, str):
+    if lhs is not None and not isinstance(lhs, str):
         raise GraphError(f"latex: lhs must be a string, got {type(lhs).__name__}")
-    return f"{lhs} = {text}"
+    if lhs is not None and hasattr(obj, "renamed"):  # an index formula writes its own left-hand side
+        return obj.renamed(lhs).latex()
+    text = obj.latex() if isinstance(obj, Printable) else to_latex(obj)
+    return text if lhs is None else f"{lhs} = {text}"
 
 
 def to_latex(expr: Any) -> str:
@@ -310,6 +310,8 @@ def pretty(obj: Any, lhs: str | None = None, **formula_options: Any) -> str:
     if lhs is not None and not isinstance(lhs, str):
         raise GraphError(f"pretty: lhs must be a string, got {type(lhs).__name__}")
     if isinstance(obj, Printable):
+        if lhs is not None and hasattr(obj, "renamed"):  # an index formula writes its own left-hand side
+            return obj.renamed(lhs).pretty()
         text = obj.pretty()
         return text if lhs is None else f"{lhs} = {text}"
     return to_pretty(obj) if lhs is None else join_pretty([f"{lhs} = ", obj])
