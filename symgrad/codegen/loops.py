@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..graph import Graph, Node
 from ..ops.base import var
 from ..ops.scan import SCAN, Body
@@ -22,7 +24,8 @@ from .buffers import assign
 from .emit import Expressions
 from .ir import Table, Value
 from .names import ADJOINT, comment_text, ident_base
-from .schedule import Program, writes_out
+from ..runtime import Workspace
+from .schedule import Program, fresh, writes_out
 
 if TYPE_CHECKING:  # pragma: no cover
     from .function import FunctionWriter
@@ -57,7 +60,9 @@ def hoist(node: Node) -> tuple[Body, tuple[Node, ...]]:
         seen.add(f)
         if not all(m.kind == "const" for m in reachable([f]) if m.is_leaf):
             got = batch(f)
-            if got is not None and (f.op.layout is None or not got[1]):  # a view of one step stays a view
+            # worth it: a product over all steps (one GEMM instead of T), or anything computed once; an
+            # elementwise expression of one step stays in the loop, on cache-hot arrays of one step
+            if got is not None and (not got[1] or _has_product(f, carried)):
                 ph = var(f"u{len(mapping) + 1}", f.shape, f.dtype)
                 mapping[f] = ph
                 (new_x if got[1] else new_c).append((ph, got[0]))
@@ -77,6 +82,13 @@ def hoist(node: Node) -> tuple[Body, tuple[Node, ...]]:
                inner[:K], inner[K:], body.n_user, labels, body.role, body.of, body.sums)
     inputs = tuple(init) + tuple(xs) + tuple(o for _, o in new_x) + tuple(closed) + tuple(o for _, o in new_c)
     return new, inputs
+
+
+def _has_product(f: Node, carried: set) -> bool:
+    """Whether the part of ``f`` computed outside the loop holds more than elementwise arithmetic, views
+    and reductions (a matrix product: one call for all steps instead of one per step)."""
+    return any(n.op is not None and not (n.op.elementwise or n.op.layout or n.op.reduction)
+               for n in reachable([f]) if n not in carried)
 
 
 def lower_scan(node: Node, table: Table, vals: dict[Node, Value], lower_node) -> Value:
@@ -108,6 +120,7 @@ class BodyWriter:
         w.x = Expressions(program.np_dtype, program.float32, w.g, w._dim)
         w.bufs = assign(program, w.g.bind)
         w.master_ident, w.ident_of, w.generic, w.stored_in = {}, parent.ident_of, parent.generic, {}
+        w.loop_rows = parent.__dict__.setdefault("loop_rows", {})
         self.w = w
 
 
@@ -124,6 +137,11 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
     label = ", ".join(p_.name for p_ in body.carry_in) or "no carry"
     lines = [f"# loop ({body.role}): carries {comment_text(label)}; "
              f"{'last step first' if v.attr('reverse') else 'first step first'}"]
+    # a training step keeps the loop's arrays between calls (no page faults each step) unless an array
+    # leaves the step (an output that is one of them or a view of one)
+    work = None
+    if p.params_writable and p.reuse and not _leaves(p, picks):
+        work = writer.g.bind(Workspace(), "work")
     if xs:
         T = names.new("T")
         lines.append(f"{T} = len({xs[0]})")
@@ -143,6 +161,8 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
     arrays: list[str] = []
     slot_of: dict[int, str] = {}  # stacked output -> where step t writes it
     view_of: dict[int, str] = {}  # stacked output -> the array its scan_out names
+    row_of: dict[int, tuple[str, int]] = {}  # ... when a slice of a T + 1 array: (array, first row)
+    rows = writer.__dict__.setdefault("loop_rows", {})  # scan_out value -> (array, first row), for later loops
     init_lines: list[str] = []
     copies: list[tuple[int, str]] = []  # (value, slot) of a value already written into another slot
     for k, (ph, out) in enumerate(zip(body.carry_in, body.carry_out)):
@@ -150,19 +170,21 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
         if hist is None:
             continue
         name = names.new(ident_base(_stem(body, out, k)) + "_all")
-        arrays.append(_alloc(writer, name, f"{T} + 1", ph))
+        arrays.append(_alloc(writer, name, f"{T} + 1", ph, work))
         first, rest = (f"{name}[1:]", f"{name}[:{T}]") if rev else (f"{name}[:{T}]", f"{name}[1:]")
         view_of[hist] = first
+        row_of[hist] = (name, 1 if rev else 0)
         init_lines.append(f"{name}[{T if rev else 0}] = {init[k]}")
         for m in need:
             if body.ys[m] is out and m not in view_of:
                 view_of[m] = rest
+                row_of[m] = (name, 0 if rev else 1)
         _slot(slot_of, copies, id(program.val[out]), f"{name}[{step}]" if rev else f"{name}[{step} + 1]")
     for m in need:
         if m in view_of:
             continue
         name = names.new(ident_base(_stem(body, body.ys[m], m)) + "_all")
-        arrays.append(_alloc(writer, name, T, body.ys[m]))
+        arrays.append(_alloc(writer, name, T, body.ys[m], work))
         view_of[m] = name
         _slot(slot_of, copies, id(program.val[body.ys[m]]), f"{name}[{step}]")
     written = set()
@@ -185,11 +207,19 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
         if program.val.get(ph) is not None:
             program.val[ph].ident = ident
     inner = []
-    for ph, outer in zip(body.xs_in, xs):
+    for j, (ph, outer) in enumerate(zip(body.xs_in, xs)):
         pv = program.val.get(ph)
         if pv is not None and pv.role == "input":
+            src = v.args[K + j]
+            if src.role == "op" and src.op.layout == "transpose" and src.attr("axes")[0] != 0:
+                # a transposed view: one step is spread over the memory; copied once, steps read rows
+                outer_c = names.new(ident_base(ph.name) + "_steps")
+                rows_fn = writer.g.bind(step_rows, "rows")
+                lines.append(f"{outer_c} = {rows_fn}({outer}{f', {work}, {outer_c!r}' if work else ''})")
+                outer = outer_c
             pv.ident = names.new(ident_base(ph.name))
-            inner.append(f"{pv.ident} = {outer}[{step}]")
+            base, offset = rows.get(id(src), (outer, 0))  # a slice of a loop's array: its row, directly
+            inner.append(f"{pv.ident} = {base}[{step}{f' + {offset}' if offset else ''}]")
     for ph, outer in zip(body.closed_in, closed):
         pv = program.val.get(ph)
         if pv is not None and pv.role == "input":
@@ -208,6 +238,8 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
     for u in picks:
         k = u.attr("index")
         u.ident = carry_ids[k] if k < K else view_of[k - K]
+        if k >= K and (k - K) in row_of:
+            rows[id(u)] = row_of[k - K]
     return ["    " + ln for ln in lines]
 
 
@@ -218,10 +250,33 @@ def _slot(slot_of: dict, copies: list, vid: int, slot: str) -> None:
         slot_of[vid] = slot
 
 
-def _alloc(writer: "FunctionWriter", name: str, length: str, like: Node) -> str:
+def _alloc(writer: "FunctionWriter", name: str, length: str, like: Node, work: str | None) -> str:
     dt = "_DT" if like.dtype != "int" else "np.int64"
-    dims = ", ".join([length] + [writer._dim(d) for d in like.shape])
-    return f"{name} = np.empty(({dims}{',' if not like.shape else ''}), dtype={dt})"
+    dims = ", ".join([length] + [writer._dim(d) for d in like.shape]) + ("," if not like.shape else "")
+    if work is not None:
+        return f"{name} = {work}.empty({name!r}, ({dims}), {dt})"
+    return f"{name} = np.empty(({dims}), dtype={dt})"
+
+
+def step_rows(arr, work=None, tag: str = ""):
+    """``arr`` with each step's slice contiguous: itself when it is C-contiguous, else a copy (into
+    ``work``, a :class:`~symgrad.runtime.Workspace`, when given)."""
+    if arr.flags.c_contiguous:
+        return arr
+    if work is None:
+        return np.ascontiguousarray(arr)
+    out = work.empty(tag, arr.shape, arr.dtype)
+    np.copyto(out, arr)
+    return out
+
+
+def _leaves(p: Program, picks: list[Value]) -> bool:
+    """Whether a returned or stored value is one of ``picks`` or a view of one."""
+    alias = {id(u) for u in picks}
+    for v in p.schedule:
+        if not fresh(v) and any(id(a) in alias for a in v.args):
+            alias.add(id(v))
+    return any(id(v) in alias for v in p.out_vals) or any(v is not None and id(v) in alias for _, v in p.plan_stores)
 
 
 def _stem(body: Body, y: Node, m: int) -> str:

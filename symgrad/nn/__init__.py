@@ -25,6 +25,7 @@ from .embedding import Embedding
 from .layers import ACTIVATIONS, MLP, Linear
 from .module import Module
 from .norm import LayerNorm
+from .recurrent import GRU, LSTM, RNN
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 
 __all__ = ["Module", "Linear", "MLP", "ACTIVATIONS",
@@ -32,3 +33,4 @@ __all__ = ["Module", "Linear", "MLP", "ACTIVATIONS",
            "Conv2d", "MaxPool2d", "AvgPool2d", "LayerNorm", "Embedding", "Dropout", "BatchNorm1d", "BatchNorm2d"]
 __all__ += ["attention", "attention_weights", "MultiheadAttention", "sinusoidal_positions", "PositionalEmbedding",
             "TransformerEncoderLayer", "TransformerEncoder"]
+__all__ += ["RNN", "LSTM", "GRU"]

@@ -57,12 +57,22 @@ def einsum_pair(x, y, spec: str):
     size = {c: n for c, n in zip(a, x.shape)}
     size.update(zip(b, y.shape))
     n = lambda group: math.prod(size[c] for c in group)  # noqa: E731
-    xa = np.transpose(x, [a.index(c) for c in batch + rows + contract]).reshape(n(batch), n(rows), n(contract))
-    yb = np.transpose(y, [b.index(c) for c in batch + contract + cols]).reshape(n(batch), n(contract), n(cols))
+    xa = _operand(x, a, batch, rows, contract, n)
+    yb = _operand(y, b, batch, cols, contract, n).swapaxes(-1, -2)
     z = np.matmul(xa, yb).reshape([size[c] for c in batch + rows + cols])
     order = batch + rows + cols
     perm = [order.index(c) for c in out]
     return z if perm == sorted(perm) else np.transpose(z, perm)
+
+
+def _operand(x, letters: str, batch: list, keep: list, contract: list, n) -> np.ndarray:
+    """``x`` as (batch, keep, contract).  When the contracted axes come before the kept ones (``tbi`` in
+    ``tbi,tbk->ik``) it is reshaped in its own order (no copy when contiguous) and read through a
+    transposed view, which BLAS takes as it is."""
+    perm = [letters.index(c) for c in batch + contract + keep]
+    if perm == sorted(perm):  # a view (or a copy read row by row) and a transposed view of it
+        return x.reshape(n(batch), n(contract), n(keep)).swapaxes(-1, -2)
+    return np.transpose(x, [letters.index(c) for c in batch + keep + contract]).reshape(n(batch), n(keep), n(contract))
 
 
 def _einsum_shape(nodes, spec):
