@@ -93,7 +93,7 @@ def formulas(out) -> list[str]:
     peak = float(sg.evaluate(dsig, {z: 0.0}))
     lines += [sg.pretty(dsig, lhs="σ′(z)"), f"largest at z = 0: σ′(0) = {peak:.4f}", ""]
 
-    x, h = sg.var("x"), None
+    x = sg.var("x")
     h = x
     for k in range(1, 5):
         h = sg.sigmoid(sg.param(f"w{k}", 1.0) * h, name=f"h{k}")

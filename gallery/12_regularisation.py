@@ -112,7 +112,7 @@ def formulas(out) -> None:
     print("L2 penalty on a one-hidden-layer network: the gradient of λ‖W‖² adds 2λW to each ∂J/∂W")
     print(sg.pretty(l2))
 
-    print(f"\nSGD's weight_decay = λ adds λθ to every gradient, the gradient of (λ/2)‖θ‖²:")
+    print("\nSGD's weight_decay = λ adds λθ to every gradient, the gradient of (λ/2)‖θ‖²:")
     print(sg.pretty(sg.optim.SGD(lr=0.1, weight_decay=LAMBDA).formulas()))
     feeds = {X: rng.normal(size=(8, 3)), Y: rng.normal(size=(8, 1))}
     start = [W1.value.copy(), W2.value.copy()]

@@ -47,7 +47,7 @@ def chain_rule(out) -> dict:
 
     print("\nk blocks a_i = a_{i−1} + tanh(v_i⋅a_{i−1}), v_i = 0.5, a₀ = x = 0.5: paths from x to a_k, and ∂a_k/∂x")
     print("against the product of the blocks' factors (1 + ∂H_i/∂a_{i−1}):")
-    stack, h, value, rows = {}, sg.var("x"), 0.5, []
+    h, value, rows = sg.var("x"), 0.5, []
     x0, factors = h, []
     for k in range(1, 5):
         v = sg.param(f"v{k}", 0.5)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import sympy
 
-import symgrad as sg
 from test_gallery import is_png, numbers_after, run_script, svg_node_count, svg_texts
 
 
