@@ -252,3 +252,24 @@ def test_norm_backward_prints_in_matrix_notation_and_evaluates_to_the_gradient(n
     want = sg.evaluate(sg.grad(L, params), feeds)
     for label, w in zip(["∂L/∂V", "∂L/∂W", "∂L/∂n.gamma", "∂L/∂n.beta"], want):
         np.testing.assert_allclose(got[label], w, atol=1e-12)
+
+
+def test_fit_validates_on_the_evaluation_graph_when_the_step_has_one():
+    """With eval_loss=, step.evaluate and fit's validation use the evaluation-mode model: the same batch
+    gives the same loss every time (no fresh dropout masks) and batch norm reads its running statistics."""
+    rng = np.random.default_rng(0)
+    net = sg.nn.Sequential(sg.nn.Linear(4, 8, seed=0), sg.nn.BatchNorm1d(8), sg.nn.ReLU(), sg.nn.Dropout(0.5),
+                           sg.nn.Linear(8, 1, seed=1), name="net")
+    X, T = sg.var("X", shape=("batch", 4)), sg.var("T", shape=("batch", 1))
+    loss = sg.losses.mse(net(X), T)
+    net.eval()
+    eval_loss = sg.losses.mse(net(X), T)
+    net.train()
+    step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[X, T], eval_loss=eval_loss, seed=0)
+    xs, ts = rng.normal(size=(32, 4)), rng.normal(size=(32, 1))
+    hist = sg.fit(step, {"X": xs, "T": ts}, validation={"X": xs, "T": ts}, epochs=2, batch_size=8, verbose=0)
+    assert step.evaluate(xs, ts) == step.evaluate(xs, ts) == pytest.approx(hist["val_loss"][-1])
+    want = sg.evaluate(eval_loss, {"X": xs, "T": ts})  # running statistics, no mask
+    assert step.evaluate(xs, ts) == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(sg.errors.GraphError, match="eval_outputs must match outputs"):
+        sg.compile_step(loss, sg.optim.SGD(lr=0.1), inputs=[X, T], eval_loss=eval_loss, eval_outputs=[X])

@@ -212,7 +212,8 @@ class StepFunction:
     """
 
     def __init__(self, loss: Node, optimizer, inputs: list[Node], outputs: list[Node], params: list[Node],
-                 dtype: str, reuse_buffers: bool = True, seed: Any = None):
+                 dtype: str, reuse_buffers: bool = True, seed: Any = None,
+                 evaluation: tuple[Node, list[Node]] | None = None):
         from ..optim import Optimizer
         if not isinstance(optimizer, Optimizer):
             raise GraphError(f"compile_step: optimizer must be an sg.optim optimizer, got {type(optimizer).__name__}")
@@ -223,6 +224,7 @@ class StepFunction:
         self._lock = threading.Lock()  # one call at a time: work buffers, state and params are shared
         self._reuse = reuse_buffers
         self._evaluate: CompiledFunction | None = None
+        self._evaluation = evaluation or (loss, outputs)  # what evaluate (and fit's validation) computes
         leaves = {n.name for n in Graph([loss] + outputs).leaves if n.name}
         lr = var(_fresh_name("lr", leaves))
         t = var(_fresh_name("t", leaves))
@@ -278,10 +280,13 @@ class StepFunction:
 
     def evaluate(self, *args: Any, **kwargs: Any):
         """The loss (and outputs) on a batch, without updating anything (under the step's lock, so it
-        sees the params before or after a step running in another thread, never half-updated)."""
+        sees the params before or after a step running in another thread, never half-updated); of the
+        evaluation graph when ``compile_step`` was given one (``eval_loss=``), so no dropout masks are
+        drawn and batch norm reads its running statistics."""
         with self._lock:
             if self._evaluate is None:
-                self._evaluate = compile([self.loss] + self.outputs, inputs=self.inputs, dtype=self.dtype,
+                eval_loss, eval_outputs = self._evaluation
+                self._evaluate = compile([eval_loss] + list(eval_outputs), inputs=self.inputs, dtype=self.dtype,
                                          reuse_buffers=self._reuse, seed=self.rng)
             res = self._evaluate(*args, **kwargs)
         if not self.outputs:
@@ -318,7 +323,8 @@ def _fresh_name(stem: str, taken: set[str]) -> str:
 
 def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Sequence[Node] = (), *,
                  params: Sequence[Node] | None = None, dtype: str = "float64",
-                 reuse_buffers: bool = True, seed: Any = None) -> StepFunction:
+                 reuse_buffers: bool = True, seed: Any = None, eval_loss: Node | None = None,
+                 eval_outputs: Sequence[Node] | None = None) -> StepFunction:
     """Compile forward, backward and optimizer update into one function.
 
     Parameters
@@ -332,6 +338,12 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
     dtype : ``"float64"`` or ``"float32"`` (see :class:`StepFunction`).
     seed : for the random nodes (dropout masks, a VAE's ε), drawn afresh at
         every step: None, an int >= 0 or a ``numpy.random.Generator``.
+    eval_loss, eval_outputs : the same loss and outputs built from the model
+        in evaluation mode (``model.eval()``: no dropout, batch norm's running
+        statistics); ``step.evaluate`` and ``sg.fit``'s validation compute
+        these instead of the training graph.  ``eval_outputs`` defaults to
+        none when ``eval_loss`` is given with no outputs, and must match
+        ``outputs`` in number and shapes.
 
     Buffer updates recorded in the loss's graph (batch norm's running
     statistics in training mode, :mod:`symgrad.ops.state`) are applied at
@@ -373,4 +385,18 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
                 raise GraphError(f"compile_step: param {p.name!r} is not in the graph of the loss")
         if len(set(ps)) != len(ps):
             raise GraphError("compile_step: a param is listed twice")
-    return StepFunction(loss, optimizer, ins, outs, list(ps), dtype, reuse_buffers, seed)
+    evaluation = None
+    if eval_loss is not None or eval_outputs is not None:
+        if not isinstance(eval_loss, Node) or eval_loss.shape != ():
+            raise GraphError(f"compile_step: eval_loss must be a scalar node (the loss of the evaluation-mode "
+                             f"model), got {eval_loss!r}")
+        eouts = as_node_list(list(eval_outputs) if eval_outputs is not None else [], "compile_step")
+        if [o.shape for o in eouts] != [o.shape for o in outs]:
+            raise GraphError(f"compile_step: eval_outputs must match outputs in number and shapes: "
+                             f"{[format_shape(o.shape) for o in eouts]} vs {[format_shape(o.shape) for o in outs]}")
+        extra = [v.name for v in Graph([eval_loss] + eouts).vars if v not in ins]
+        if extra:
+            raise GraphError(f"compile_step: the evaluation graph uses vars {extra} that are not among the inputs "
+                             f"{[n.name for n in ins]}")
+        evaluation = (eval_loss, eouts)
+    return StepFunction(loss, optimizer, ins, outs, list(ps), dtype, reuse_buffers, seed, evaluation)
