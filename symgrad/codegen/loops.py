@@ -79,7 +79,7 @@ def hoist(node: Node) -> tuple[Body, tuple[Node, ...]]:
     inner = substitute(outputs, mapping, memo)
     labels = {memo.get(n, n): label for n, label in body.labels.items()}
     new = Body(body.carry_in, body.xs_in + tuple(p for p, _ in new_x), body.closed_in + tuple(p for p, _ in new_c),
-               inner[:K], inner[K:], body.n_user, labels, body.role, body.of, body.sums)
+               inner[:K], inner[K:], body.n_user, labels, body.role, body.of, body.sums, body.origin)
     inputs = tuple(init) + tuple(xs) + tuple(o for _, o in new_x) + tuple(closed) + tuple(o for _, o in new_c)
     return new, inputs
 

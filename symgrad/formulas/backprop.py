@@ -273,6 +273,9 @@ def backprop_equations(loss: Node, wrt: Node | Sequence[Node] | None = None, *,
     targets = graph.params if wrt is None else as_node_list(wrt, "backprop_equations")
     if not targets:
         raise GradError(f"backprop_equations: {loss.describe()} has no params; pass wrt=[...]")
+    if any(n.op is not None and n.op.outputs is not None for n in graph.order):  # loops: through time
+        from .bptt import loop_backprop
+        return loop_backprop(loss, targets, loss.name or "L")
     adj = adjoints(loss, targets)
     name_of = {n: n.name for n in graph.order if n.name is not None and not n.is_leaf and n is not loss}
     if auto_names and not name_of:

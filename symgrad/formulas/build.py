@@ -448,6 +448,9 @@ def formula_with_definitions(node: Node, keep: Any = None, expand: bool | dict =
         raise GraphError(f"formula: expected a Node, got {type(node).__name__} ({node!r})")
     _check_options(expand, notation)
     marks, nodes = keep_symbols(node, keep)
+    if expand is False and any(n.op is not None and n.op.outputs is not None for n in nodes):
+        from .loops import loop_formula  # a loop: its body once, with a time index
+        return loop_formula(node), []
     if expand is False and (notation == "index" or (notation == "auto" and any(n.ndim > 2 for n in nodes))):
         from .index import index_formula
         return index_formula(node, {n: n.name for n in marks}), []

@@ -10,9 +10,10 @@ with ``outputs`` of shape ``(batch, seq, hidden_size)`` and ``state`` the final 
 drawn from U(−1/√hidden, 1/√hidden) as PyTorch does.
 
 Inside the loop the gates are named (``z``, ``i``, ``f``, ``g``, ``o``, ``r``, ``n``) and the carries
-``h`` and ``c``, so formulas read ``h_t = tanh(z_t)``, ``c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t``.  Both biases
-of the RNN and LSTM are added to the input projection, which the compiler computes for all steps
-before the loop.
+``h`` and ``c``; the gates of the LSTM and GRU read their blocks of the weights (``W_if = W_ih[:, H:2H]``,
+``b_f = b_if + b_hf``, taken once outside the loop), so formulas read as the textbook's:
+``h_t = tanh(z_t)``, ``f_t = σ(x_t W_if + b_f + h_{t−1} W_hf)``, ``c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t``.
+The input projections ``x_t W_i? + b`` are computed for all steps before the loop by the compiler.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..errors import GraphError, ShapeError
 from ..graph import Node, format_shape
-from ..ops import as_node, const, relu, sigmoid, split, tanh, transpose
+from ..ops import as_node, const, relu, sigmoid, tanh, transpose
 from ..ops.linalg import broadcast_like
 from ..ops.scan import scan
 from .layers import _check_size
@@ -67,6 +68,22 @@ class _Recurrent(Module):
                              f"{format_shape(state.shape)} ({state.describe()})")
         return state
 
+    def _blocks(self, gates: str, summed: str) -> tuple[dict, dict, dict]:
+        """The gates' column blocks of ``W_ih`` and ``W_hh`` (``W_ii``, ``W_hi``, …) and their biases: one
+        ``b_g = b_ig + b_hg`` for the gates in ``summed``, ``b_ig`` and ``b_hg`` apart for the others."""
+        H, n = self.hidden_size, self.name
+        Wx, Wh, b = {}, {}, {}
+        for k, g in enumerate(gates):
+            cols = slice(k * H, (k + 1) * H)
+            Wx[g] = self.W_ih[:, cols].named(f"{n}.W_i{g}")
+            Wh[g] = self.W_hh[:, cols].named(f"{n}.W_h{g}")
+            bi, bh = self.b_ih[cols].named(f"{n}.b_i{g}"), self.b_hh[cols].named(f"{n}.b_h{g}")
+            if g in summed:
+                b[g] = (bi + bh).named(f"{n}.b_{g}")
+            else:
+                b["i" + g], b["h" + g] = bi, bh
+        return Wx, Wh, b
+
     @staticmethod
     def _outputs(hs: Node) -> Node:
         return transpose(hs, (1, 0, 2))  # back to (batch, seq, hidden)
@@ -104,7 +121,7 @@ class RNN(_Recurrent):
     def forward(self, x: Any, h0: Any = None) -> tuple[Node, Node]:
         xs = self._steps(x)
         act = tanh if self.nonlinearity == "tanh" else relu
-        bias = self.b_ih + self.b_hh
+        bias = (self.b_ih + self.b_hh).named(f"{self.name}.b")
         W_ih, W_hh = self.W_ih, self.W_hh
 
         def step(h, x_t):
@@ -116,8 +133,10 @@ class RNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """Long short-term memory: gates ``i, f, g, o`` (PyTorch's order) from
-    ``x_t W_ih + b_ih + b_hh + h_{t−1} W_hh``; ``c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t``, ``h_t = o_t ⊙ tanh(c_t)``.
+    """Long short-term memory, PyTorch's gates: ``i_t = σ(x_t W_ii + b_i + h_{t−1} W_hi)``, ``f_t``, ``o_t``
+    likewise, ``g_t = tanh(x_t W_ig + b_g + h_{t−1} W_hg)``; ``c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t``,
+    ``h_t = o_t ⊙ tanh(c_t)``.  ``W_ii`` … are the gates' column blocks of ``W_ih`` (order i, f, g, o),
+    ``b_i = b_ii + b_hi`` of the biases; they are taken once, outside the loop.
 
     Calling returns ``(outputs, (h, c))``; the initial state is an optional pair ``(h0, c0)``.
 
@@ -144,14 +163,14 @@ class LSTM(_Recurrent):
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise GraphError(f"{self.name}: the initial state of an LSTM is a pair (h0, c0), got {state!r}")
             h0, c0 = self._state(state[0], x, "h0"), self._state(state[1], x, "c0")
-        bias = self.b_ih + self.b_hh
-        W_ih, W_hh = self.W_ih, self.W_hh
+        Wx, Wh, b = self._blocks("ifgo", summed="ifgo")
 
         def step(carry, x_t):
             h, c = carry
-            zi, zf, zg, zo = split(x_t @ W_ih + bias + h @ W_hh, 4, axis=1)
-            i, f = sigmoid(zi, name="i"), sigmoid(zf, name="f")
-            g, o = tanh(zg, name="g"), sigmoid(zo, name="o")
+            i = sigmoid(x_t @ Wx["i"] + b["i"] + h @ Wh["i"], name="i")
+            f = sigmoid(x_t @ Wx["f"] + b["f"] + h @ Wh["f"], name="f")
+            g = tanh(x_t @ Wx["g"] + b["g"] + h @ Wh["g"], name="g")
+            o = sigmoid(x_t @ Wx["o"] + b["o"] + h @ Wh["o"], name="o")
             c = f * c + i * g
             h = o * tanh(c)
             return (h, c), h
@@ -160,9 +179,10 @@ class LSTM(_Recurrent):
 
 
 class GRU(_Recurrent):
-    """Gated recurrent unit, PyTorch's formulation: ``r_t = σ(x_t W_ir + b_ir + h_{t−1} W_hr + b_hr)``,
-    ``z_t`` likewise, ``n_t = tanh(x_t W_in + b_in + r_t ⊙ (h_{t−1} W_hn + b_hn))``,
-    ``h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}`` (gates r, z, n in that order in the parameters).
+    """Gated recurrent unit, PyTorch's formulation: ``r_t = σ(x_t W_ir + b_r + h_{t−1} W_hr)``,
+    ``z_t = σ(x_t W_iz + b_z + h_{t−1} W_hz)``, ``n_t = tanh(x_t W_in + b_in + r_t ⊙ (h_{t−1} W_hn + b_hn))``,
+    ``h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}`` (gates r, z, n in that order in the parameters;
+    ``b_r = b_ir + b_hr``, ``b_z`` likewise).
 
     Examples
     --------
@@ -180,14 +200,12 @@ class GRU(_Recurrent):
 
     def forward(self, x: Any, h0: Any = None) -> tuple[Node, Node]:
         xs = self._steps(x)
-        W_ih, W_hh, b_ih, b_hh = self.W_ih, self.W_hh, self.b_ih, self.b_hh
+        Wx, Wh, b = self._blocks("rzn", summed="rz")
 
         def step(h, x_t):
-            xr, xz, xn = split(x_t @ W_ih + b_ih, 3, axis=1)
-            hr, hz, hn = split(h @ W_hh + b_hh, 3, axis=1)
-            r = sigmoid(xr + hr, name="r")
-            z = sigmoid(xz + hz, name="z")
-            n = tanh(xn + r * hn, name="n")
+            r = sigmoid(x_t @ Wx["r"] + b["r"] + h @ Wh["r"], name="r")
+            z = sigmoid(x_t @ Wx["z"] + b["z"] + h @ Wh["z"], name="z")
+            n = tanh(x_t @ Wx["n"] + b["in"] + r * (h @ Wh["n"] + b["hn"]), name="n")
             h = (1.0 - z) * n + z * h
             return h, h
         h, hs = scan(step, self._state(h0, as_node(x), "state"), xs, carry_names="h", x_names="x")

@@ -41,18 +41,21 @@ class Body:
         ``(h, -1)`` (h_{t−1}), one step of x is ``(x, 0)``, a carry leaving it ``(h, 0)``.
     role : ``"forward"`` or ``"backward"`` (the reverse scan of a gradient); ``of``: for a backward
         body, the forward scan node whose gradient it computes.
-    sums : for a backward body, ``[(outer node, per-step node, input index)]``: gradients summed over the
-        steps outside the loop (``Σ_t h_{t−1}ᵀ δz_t`` as one contraction), for the printers.
+    sums : for a backward body, ``[(outer node, per-step node, input index, (stacked, fixed))]``: gradients
+        summed over the steps outside the loop (``Σ_t h_{t−1}ᵀ δz_t`` as one contraction), for the
+        printers; ``stacked`` and ``fixed`` map the placeholders the per-step node reads to outer nodes.
+    origin : for a backward body, ``{placeholder: forward body node}`` of the values saved by the forward loop.
     """
 
     def __init__(self, carry_in, xs_in, closed_in, carry_out, ys, n_user: int, labels: dict,
-                 role: str = "forward", of: Node | None = None, sums: Sequence = ()):
+                 role: str = "forward", of: Node | None = None, sums: Sequence = (), origin: dict | None = None):
         self.carry_in, self.xs_in, self.closed_in = tuple(carry_in), tuple(xs_in), tuple(closed_in)
         self.carry_out, self.ys = tuple(carry_out), tuple(ys)
         self.n_user = n_user
         self.labels = dict(labels)
         self.role, self.of = role, of
         self.sums = list(sums)
+        self.origin = dict(origin or {})  # backward body: saved placeholder -> the forward body node it holds
         self.graph = Graph(list(self.carry_out) + list(self.ys)) if self.carry_out or self.ys else None
         self.plan = None  # what the backward pass reads (scan_grad.Plan), set by make_scan
 

@@ -46,8 +46,8 @@ def substitute(roots: Iterable[Node], mapping: Mapping[Node, Node], memo: dict |
         if all(a is b for a, b in zip(inputs, n.inputs)):
             continue
         m = Node(n.op, inputs, n.attrs, n.shape, n.dtype, name=n.name)
-        for f in n.grad_of:
-            mark_grad_of(m, memo.get(f, f))
+        for f in n.grad_of:  # still the cotangent of the same forward node
+            mark_grad_of(m, f)
         memo[n] = m
     return [memo.get(r, r) for r in roots]
 

@@ -196,7 +196,7 @@ def with_saved(body: Body) -> Body:
             saved[r] = len(ys)
             ys.append(r)
     new = Body(body.carry_in, body.xs_in, body.closed_in, body.carry_out, ys, body.n_user, body.labels,
-               body.role, body.of, body.sums)
+               body.role, body.of, body.sums, body.origin)
     new.plan = Plan(saved, error)
     return new
 
@@ -314,19 +314,26 @@ def scan_vjp(node: Node, gs: tuple, needs: tuple) -> tuple:
     used = {n for n in reachable(roots) if n.is_leaf}
     xs_in = [p for p in stacked if p in used and p not in body.closed_in]
     closed_in = [p for p in body.closed_in if p in used]
-    labels.update((p, body.labels.get(p, (p.name, 0))) for p in xs_in if p in body.labels)
+    labels.update((p, body.labels[p]) for p in stacked if p in body.labels)  # in the loop or in a Σ_t term
     labels.update((mapping_ph, body.labels.get(n, (n.name or mapping_ph.name, 0))) for n, mapping_ph in mapping.items())
     labels.update((d, (g.name, -1)) for d, g in zip(dcarry, gc) if d not in labels)
-    back = Body(list(gc) + acc_in, xs_in, closed_in, carry_out, ys, len(ys), labels, role="backward", of=node)
+    for m, g in gy.items():  # the cotangent of a stacked output from outside: ∂L/∂y_t
+        y = body.ys[m]
+        labels[g] = ("∂" + body.labels.get(y, (y.name or f"y{m + 1}", 0))[0].split(".")[-1],
+                     body.labels.get(y, (None, 0))[1])
+    back = Body(list(gc) + acc_in, xs_in, closed_in, carry_out, ys, len(ys), labels, role="backward", of=node,
+                origin={ph: n for n, ph in mapping.items()})
     init_b = [gs[k] if gs[k] is not None else _zeros_like(init[k]) for k in range(K)] + acc_init
     B = make_scan(back, init_b, [stacked[p] for p in xs_in], [fixed[p] for p in closed_in], T, not reverse)
     kb = len(back.carry_in)
     picks = {s: scan_out(B, kb + i) for i, s in enumerate(stand_in)}
 
     finals = {}
-    outs_x = dict(zip(outer_x, substitute(list(outer_x.values()), picks, {})))
+    memo: dict[Node, Node] = {}  # one rebuild for all: the sums the printers read are the gradient's nodes
+    outs_x = dict(zip(outer_x, substitute(list(outer_x.values()), picks, memo)))
+    rebuilt = {id(o): r for o, r in zip([o for o, _, _ in sums], substitute([o for o, _, _ in sums], picks, memo))}
     for c in want_c:
-        parts = substitute(outer_c.get(c, []), picks, {})
+        parts = [rebuilt[id(o)] for o in outer_c.get(c, [])]
         if c in acc_of:
             parts.append(scan_out(B, K + acc_of[c]))
         if parts:
@@ -334,7 +341,8 @@ def scan_vjp(node: Node, gs: tuple, needs: tuple) -> tuple:
             for p in parts[1:]:
                 total = total + p
             finals[c] = total
-    B.attr("body").sums.extend((substitute([o], picks, {})[0], term, i) for o, term, i in sums)
+    sources = (dict(stacked), dict(fixed))  # where a printed Σ_t term reads its placeholders: per step, fixed
+    B.attr("body").sums.extend((rebuilt[id(o)], term, i, sources) for o, term, i in sums)
     out: list[Any] = []
     for k in range(K):
         out.append(scan_out(B, k) if needs[k] and init[k].dtype != "int" else None)
