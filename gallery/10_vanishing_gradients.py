@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import digits_split, pyplot, savefig, setup, write
 
 DEPTH = 20  # weight matrices in every network
 WIDTH = 32
@@ -31,14 +31,8 @@ COLORS = {"sigmoid": "#d62728", "relu": "#1f77b4", "exploding": "#ff7f0e", "resi
 
 
 def digits(smoke: bool):
-    """(train, validation) dicts of the 8×8 digits: pixels in [0, 1], labels 0-9."""
-    from sklearn.datasets import load_digits
-    data = load_digits()
-    X, y = data.data / 16.0, data.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(y))
-    n_train, n_val = (300, 100) if smoke else (1400, 397)
-    tr, va = order[:n_train], order[n_train:n_train + n_val]
-    return {"X": X[tr], "Y": y[tr]}, {"X": X[va], "Y": y[va]}
+    """(train, validation) dicts of the 8×8 digits (gallery/_common.py)."""
+    return digits_split(smoke)
 
 
 class ResidualNet(sg.nn.Module):

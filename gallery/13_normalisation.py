@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import digits_split, pyplot, savefig, setup, write
 
 DEPTH, WIDTH, MOMENTUM = 10, 32, 0.1
 COLORS = {"none": "#d62728", "batch norm": "#1f77b4", "layer norm": "#2ca02c"}
@@ -104,13 +104,8 @@ def running_statistics(out) -> dict:
 
 
 def digits(smoke: bool):
-    from sklearn.datasets import load_digits
-    data = load_digits()
-    X, y = data.data / 16.0, data.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(y))
-    n_train, n_val = (300, 150) if smoke else (1400, 397)
-    tr, va = order[:n_train], order[n_train:n_train + n_val]
-    return {"X": X[tr], "Y": y[tr]}, {"X": X[va], "Y": y[va]}
+    """(train, validation) dicts of the 8×8 digits (gallery/_common.py)."""
+    return digits_split(smoke, smoke_val=150)
 
 
 def deep_net(kind: str):

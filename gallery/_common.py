@@ -45,3 +45,16 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def digits_split(smoke: bool, smoke_val: int = 100):
+    """(train, validation) dicts ``{"X", "Y"}`` of scikit-learn's 8×8 digits: pixels scaled to [0, 1],
+    labels 0-9, one fixed shuffle; 300 + ``smoke_val`` images in smoke mode, else 1400 + 397."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    data = load_digits()
+    X, y = data.data / 16.0, data.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    n_train, n_val = (300, smoke_val) if smoke else (1400, 397)
+    tr, va = order[:n_train], order[n_train:n_train + n_val]
+    return {"X": X[tr], "Y": y[tr]}, {"X": X[va], "Y": y[va]}
