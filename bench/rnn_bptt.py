@@ -203,7 +203,8 @@ def main(argv=None) -> None:
             print(f"{'PyTorch':10s}{ratio * times['numpy'] * 1e3:10.3f}{ratio:10.2f}  loss {tt['agree']:.1e} "
                   f"(nn.RNN, timed against NumPy in its own process: {tt['numpy'] * 1e3:.3f} ms there)")
         else:
-            print(f"{'PyTorch':10s}{'-':>10s}{'-':>10s}  not measured ({(res.stderr or 'no output').strip().splitlines()[-1]})")
+            why = (res.stderr or "no output").strip().splitlines()[-1]
+            print(f"{'PyTorch':10s}{'-':>10s}{'-':>10s}  not measured ({why})")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def test_reverse_scan_and_scalar_body_print_from_the_last_step():
     assert sg.pretty(total).splitlines()[:2] == ["h₁", "where, for t = T, …, 1:"]
     f = sg.formula(total)
     eqs = f.sections[0][1]
-    assert sympy.simplify(_eq(eqs, "h_t") - (sympy.Symbol("h_t+1", real=True) / 2 + sympy.Symbol("s_t", real=True))) == 0
+    h_next, s_t = sympy.Symbol("h_t+1", real=True), sympy.Symbol("s_t", real=True)
+    assert sympy.simplify(_eq(eqs, "h_t") - (h_next / 2 + s_t)) == 0
     assert r"h_{T+1} &= 0" in sg.latex(total)
 
 
@@ -58,7 +59,7 @@ def test_lstm_formula_names_the_gates_and_the_blocks_of_the_weights():
     lstm = sg.nn.LSTM(3, 4, seed=0)
     _, (h, c) = lstm(sg.var("x", shape=("batch", "T", 3)))
     lines = sg.pretty(c).splitlines()
-    assert "    cₜ = cₜ₋₁ ⊙ fₜ + gₜ ⊙ iₜ" in [ln.rstrip() for ln in lines] or "  cₜ = cₜ₋₁ ⊙ fₜ + gₜ ⊙ iₜ" in lines
+    assert "  cₜ = cₜ₋₁ ⊙ fₜ + gₜ ⊙ iₜ" in lines
     assert "  hₜ = oₜ ⊙ tanh(cₜ)" in lines
     assert "  lstm.W_if = lstm.W_ih[:, 4:8]" in lines and "  lstm.b_f = lstm.b_if + lstm.b_hf" in lines
 

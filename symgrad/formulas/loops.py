@@ -180,7 +180,10 @@ class Section:
             offset = 1 if body.role == "backward" else 0
             b = self.builder(offset)
             lhs = leaf_symbol(_name(label, offset, self.flip), o.shape)
-            rhs = b.symbols[o] if o in b.symbols and o not in self.kept else b.define(o) if not o.is_leaf else b.symbols.get(o, o)
+            if o.is_leaf:  # a carry passed on unchanged
+                rhs = b.symbols.get(o, o)
+            else:
+                rhs = b.symbols[o] if o in b.symbols and o not in self.kept else b.define(o)
             out.append((lhs, rhs, o, offset))
         for m, y in enumerate(body.ys[:body.n_user] if body.role == "forward" else ()):
             if y in body.carry_out or y in self.kept or y.is_leaf:

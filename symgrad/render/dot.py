@@ -12,6 +12,7 @@ from ..errors import FeedError, GraphError, RenderError
 from ..graph import Node, as_node_list
 from ..ops.state import STATE_UPDATE
 from .labels import Labels
+from .loops import expand_loops, is_loop
 from .output import render_bytes
 from .scene import Scene, build_scene
 
@@ -21,6 +22,10 @@ FORWARD_EDGE = {"color": "#475569", "penwidth": "1.2", "arrowsize": "0.7"}
 BACKWARD_EDGE = {"color": "#7c3aed", "penwidth": "2", "arrowsize": "0.7", "dir": "back"}
 USES_EDGE = {"color": "#a8a29e", "style": "dotted", "arrowsize": "0.5", "constraint": "false"}
 TIE_EDGE = {"color": "#7c3aed", "style": "dashed", "arrowhead": "none", "penwidth": "1.3"}
+# a loop's carry, from the value leaving a step back to the one entering the next (render/loops.py)
+CARRY_EDGE = {"color": "#ea580c", "penwidth": "2.2", "arrowsize": "0.8", "constraint": "false"}
+LOOP_STYLE = {"style": "rounded,dashed,bold", "color": "#ea580c", "fontcolor": "#9a3412", "fontsize": "13",
+              "labeljust": "l", "penwidth": "1.6"}
 
 # node styles: DOT attributes and the legend text of each kind of node
 NODE_STYLES: dict[str, tuple[dict[str, str], str]] = {
@@ -52,6 +57,8 @@ NODE_STYLES: dict[str, tuple[dict[str, str], str]] = {
                         "fontcolor": "#3b0764", "fontsize": "10"}, "backward constant"),
     "layer_grad": ({"shape": "box3d", "style": "filled", "fillcolor": "#ede9fe", "color": "#6d28d9",
                     "fontcolor": "#3b0764"}, "layer gradients (collapsed)"),
+    "carry": ({"shape": "box", "style": "rounded,filled", "fillcolor": "#ffedd5", "color": "#ea580c",
+               "penwidth": "1.5"}, "carry entering a step"),
     # draw(..., check=report): an op whose local derivative (VJP) disagrees with finite differences
     "check_failed": ({"shape": "octagon", "style": "filled,bold", "fillcolor": "#f87171", "color": "#7f1d1d",
                       "fontcolor": "#450a0a", "penwidth": "3"}, "wrong local derivative (check_grad)"),
@@ -60,7 +67,8 @@ NODE_STYLES: dict[str, tuple[dict[str, str], str]] = {
 LEGEND_EDGES = (("forward", "──▶  forward", FORWARD_EDGE["color"]),
                 ("backward", "◀━━  gradient flow", BACKWARD_EDGE["color"]),
                 ("tie", "╌╌╌  gradient of", TIE_EDGE["color"]),
-                ("uses", "┈┈▶  value used by backward", USES_EDGE["color"]))
+                ("uses", "┈┈▶  value used by backward", USES_EDGE["color"]),
+                ("carry", "━━▶  carry to the next step", CARRY_EDGE["color"]))
 # Graphviz keeps edges between nodes of one group straight: the forward chain
 # of ops reads along one line, the chain of gradient boxes along another
 NODE_GROUPS = {"op": "forward", "loss": "forward", "layer": "forward",
@@ -95,7 +103,7 @@ class _Item:
 def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapping | None = None,
          show: Iterable[str] = ("name", "op", "shape"), formulas: bool = False, rankdir: str = "LR",
          collapse: bool = False, wrt: Node | Sequence[Node] | None = None,
-         legend: bool = True, shape_ops: bool = False, check=None) -> Drawing:
+         legend: bool = True, shape_ops: bool = False, check=None, unroll: bool = False) -> Drawing:
     """Draw the graph of ``outputs`` (and, with ``backward=True``, its backward graph).
 
     Parameters
@@ -124,6 +132,9 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
         ``reshape``, ``broadcast``, sums over size-1 axes) as nodes; by
         default they are folded into their neighbours, so the backward graph
         reads as in a textbook (``∂L/∂W₁ = (∂L/∂a₁)xᵀ``).
+    unroll : draw each loop (:func:`symgrad.scan`) written out, one copy of its body per step (small
+        fixed T); by default a loop is drawn as its body once, in a box marked ``× T``, with its carry
+        edge looping back.
     check : a report of ``sg.check_grad(..., per_node=True)``: each op whose
         local derivative failed the check is drawn red (an octagon, the
         ``check_failed`` style) with a line giving its relative error, the
@@ -158,6 +169,9 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
         raise FeedError(f"draw: values must be a mapping of vars (nodes or names) to values, "
                         f"got {type(values).__name__}")
     failed = _failed_nodes(check)
+    if _flag("unroll", unroll):
+        from .loops import unroll as _unroll
+        outs = _unroll(outs)
     scene = build_scene(outs, backward=backward, wrt=wrt, shape_ops=shape_ops, values=values)
     writer = _DotWriter(scene, Labels(scene, show, formulas), collapse, failed)
     return writer.write(rankdir, legend)
@@ -248,7 +262,8 @@ class _DotWriter:
 
     def _items(self, drawn_back: list[Node]) -> list[_Item]:
         s, text = self.s, self.labels
-        items = [_Item(self.key[n], _forward_style(n, s), text.forward(n), s.cluster.get(n))
+        items = [_Item(self.key[n], _forward_style(n, s), ["loop"] if is_loop(n) else text.forward(n),
+                       s.cluster.get(n))
                  if n not in self.failed else
                  _Item(self.key[n], "check_failed", text.forward(n) + [self.failed[n]], s.cluster.get(n))
                  for n in s.forward]
@@ -259,7 +274,8 @@ class _DotWriter:
                                    rank_with=self.key[owner]))
             else:
                 style = "backward_const" if n.is_leaf else "backward_op"
-                items.append(_Item(self.key[n], style, text.backward(n), s.cluster.get(n)))
+                items.append(_Item(self.key[n], style, ["loop"] if is_loop(n) else text.backward(n),
+                                   s.cluster.get(n)))
         items += [_Item(self.alias_key[n], _grad_style(n), text.alias(n), s.cluster.get(n),
                         rank_with=self.key[n]) for n in s.aliases]
         return items
@@ -284,6 +300,7 @@ class _DotWriter:
         drawn_back = [n for n in self.s.back_only if n not in self.s.hidden]
         items = self._items(drawn_back)
         edges = self._edges(drawn_back, items)
+        items, edges, self.loops = expand_loops(self, items, edges)  # a loop: its body once, × T
         if self.collapse:
             items, edges = self._collapse(items, edges)
         return self._emit(items, edges, rankdir, legend)
@@ -298,7 +315,7 @@ class _DotWriter:
         members: dict[str, list[Node]] = {}
         box_of: dict[str, str] = {}
         for item in items:
-            if item.cluster is not None:
+            if item.cluster is not None and item.cluster in ids:  # (a loop's box stays as it is)
                 box = f"{'dlayer' if item.style in BACKWARD_STYLES else 'layer'}{ids[item.cluster]}"
                 box_of[item.key] = box
                 members.setdefault(box, []).append(node_of[item.key])
@@ -335,17 +352,22 @@ class _DotWriter:
                       node_attr={"fontname": FONT, "fontsize": "12", "margin": "0.15,0.05"},
                       edge_attr={"fontname": FONT, "fontsize": "10"})
         used = list(dict.fromkeys(i.style for i in items))
-        clusters = self.s.ordered_clusters() if not self.collapse else []
+        loops = getattr(self, "loops", {})
+        clusters = (self.s.ordered_clusters() if not self.collapse else []) + list(loops)
         by_cluster: dict[str | None, list[_Item]] = {}
         for item in items:
-            by_cluster.setdefault(item.cluster if not self.collapse else None, []).append(item)
+            keep = not self.collapse or item.cluster in loops
+            by_cluster.setdefault(item.cluster if keep else None, []).append(item)
         for item in by_cluster.get(None, []):
             _node(dot, item)
         for k, name in enumerate(clusters):
             if name not in by_cluster:
                 continue
             with dot.subgraph(name=f"cluster_{k}") as sub:
-                sub.attr(label=name, **CLUSTER_STYLE)
+                if name in loops:
+                    sub.attr(label=loops[name][0], **LOOP_STYLE)
+                else:
+                    sub.attr(label=name, **CLUSTER_STYLE)
                 for item in by_cluster[name]:
                     _node(sub, item)
         for a, b, kind in edges:
@@ -355,6 +377,8 @@ class _DotWriter:
                 dot.edge(b, a, **BACKWARD_EDGE)  # drawn reversed so the backward pass runs right to left
             elif kind == "uses":
                 dot.edge(a, b, **USES_EDGE)
+            elif kind == "carry":
+                dot.edge(a, b, **CARRY_EDGE)
             else:
                 dot.edge(a, b, **TIE_EDGE)
         for item in items:
