@@ -226,3 +226,27 @@ def test_misuse_is_refused_with_what_was_wrong():
         sg.scan(lambda h, xt: (h, None), h0, x, length=4)
     with pytest.raises(sg.ShapeError, match="without scanned inputs the length must be an int"):
         sg.scan(lambda h, _: (h, None), h0, length="T")
+
+
+def test_a_loop_inside_a_loop_body_differentiates_and_compiles():
+    """Regression: the outer backward body read the inner loop's outputs through new picks of the
+    inner scan; the scan node itself was saved (a tuple stacked) instead of its outputs."""
+    rng = np.random.default_rng(8)
+    w = sg.param("w", np.array([0.5, -0.3]))
+    X = sg.var("X", shape=(3, 4, 2))
+
+    def outer(c, xt):
+        inner, _ = sg.scan(lambda h, x: (sg.tanh(h * 0.9 + x * w), None), c, xt)
+        return inner, sg.sum(inner)
+
+    def build(unroll):
+        hT, ys = sg.scan(outer, sg.const(np.zeros(2)), X, unroll=unroll)
+        L = sg.sum(hT * hT) + sg.sum(ys)
+        return [L] + sg.grad(L, [w, X])
+
+    feeds = {"X": rng.normal(size=(3, 4, 2))}
+    want = sg.evaluate(build(True), feeds)
+    outs = build(False)
+    _close(sg.evaluate(outs, feeds), want, "nested")
+    _close(sg.compile(outs, [X])(feeds["X"]), want, "nested, compiled")
+    assert "hₜ = tanh(9/10⋅hₜ₋₁ + w ⊙ xₜ)" in sg.pretty(outs[0])

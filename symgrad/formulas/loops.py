@@ -123,6 +123,10 @@ class Section:
         self.definitions: list[tuple] = []
         for p, c in zip(body.closed_in, scan.inputs[len(body.carry_in) + len(body.xs_in):]):
             self.fixed[p] = outer.value(c, p.name, self.definitions)
+        self.inner = None  # the loops inside the body, whose outputs the body's equations read by symbol
+        if any(_is_loop(n) for n in nodes):
+            self.inner = _Outer(list(body.carry_out) + list(body.ys), loss)
+            self.fixed.update(self.inner.picks)
 
     def symbols(self, offset: int) -> dict[Node, Any]:
         out = dict(self.fixed)
@@ -170,9 +174,10 @@ class Section:
         body = self.body
         out = []
         b0 = self.builder(0)
+        inner = self.inner.picks if self.inner is not None else {}
         for n in (body.graph.order if body.graph is not None else []):
-            if n in self.kept and not n.is_leaf:
-                out.append((b0.symbols[n], b0.define(n), n, 0))
+            if n in self.kept and not n.is_leaf:  # (an output of a loop inside: that loop's symbol)
+                out.append((b0.symbols[n], inner[n] if n in inner else b0.define(n), n, 0))
         for p, o in zip(body.carry_in, body.carry_out):
             if o in self.kept:  # a forward carry: written in its place among the named nodes
                 continue
@@ -342,6 +347,6 @@ def _nested(outer: _Outer) -> list[Section]:
     out = []
     for sec in sorted(outer.sections.values(), key=lambda s: s.scan.id):
         out.append(sec)
-        if sec.body.graph is not None and any(_is_loop(n) for n in sec.body.graph.order):
-            out += _nested(_Outer(list(sec.body.carry_out) + list(sec.body.ys)))
+        if sec.inner is not None:
+            out += _nested(sec.inner)
     return out

@@ -86,7 +86,10 @@ class Batcher:
             return self.fixed[node], False
         if node.kind == "const":
             return node, False
-        if not node.is_leaf and self.can_batch(node):
+        if node.op is not None and node.op.outputs is not None:  # a loop: only its outputs are values
+            return None
+        picks = bool(node.inputs) and node.inputs[0].op is not None and node.inputs[0].op.outputs is not None
+        if not node.is_leaf and not picks and self.can_batch(node):
             args = []
             for i in node.inputs:
                 got = self(i)

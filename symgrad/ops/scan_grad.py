@@ -41,6 +41,21 @@ class Plan:
     saved: dict
     error: Exception | None = None
 
+    def index(self, n: Node) -> int | None:
+        """The stacked output holding ``n`` (an output of a loop inside the body: by loop and output)."""
+        if n in self.saved:
+            return self.saved[n]
+        if _is_pick(n):
+            for m, k in self.saved.items():
+                if _is_pick(m) and m.inputs[0] is n.inputs[0] and m.attr("index") == n.attr("index"):
+                    return k
+        return None
+
+
+def _is_pick(n: Node) -> bool:
+    """Whether ``n`` picks an output of a node of several outputs (a loop)."""
+    return bool(n.inputs) and n.inputs[0].op is not None and n.inputs[0].op.outputs is not None
+
 
 def _float(nodes) -> list[Node]:
     return [n for n in nodes if n.dtype != "int"]
@@ -161,8 +176,8 @@ def _forward_refs(body: Body, roots: list[Node]) -> list[Node]:
         if n in seen:
             continue
         seen.add(n)
-        if n not in fwd:
-            stack.extend(n.inputs)
+        if n not in fwd and not (_is_pick(n) and n.inputs[0] in fwd):  # (a new pick of a body loop's output
+            stack.extend(n.inputs)  # is a forward value, saved as one)
             continue
         if n.kind == "const" or n in body.xs_in or n in body.closed_in:
             continue
@@ -192,7 +207,7 @@ def with_saved(body: Body) -> Body:
     ys = list(body.ys)
     saved = {y: m for m, y in enumerate(ys)}
     for r in refs:
-        if r not in saved:
+        if Plan(saved).index(r) is None:
             saved[r] = len(ys)
             ys.append(r)
     new = Body(body.carry_in, body.xs_in, body.closed_in, body.carry_out, ys, body.n_user, body.labels,
@@ -241,13 +256,15 @@ def scan_vjp(node: Node, gs: tuple, needs: tuple) -> tuple:
         if n in seen:
             continue
         seen.add(n)
-        if n in fwd and n not in body.xs_in and n not in body.closed_in and n.kind != "const":
-            if n in plan.saved:
+        forward = n in fwd or (_is_pick(n) and n.inputs[0] in fwd)
+        if forward and n not in body.xs_in and n not in body.closed_in and n.kind != "const":
+            index = plan.index(n)
+            if index is not None:
                 label = body.labels.get(n, (n.name or "s", 0))
                 stem = label[0].split(".")[-1] + ("_prev" if label[1] < 0 else "")
                 ph = var(unique(stem), n.shape, n.dtype)
                 mapping[n] = ph
-                stacked[ph] = scan_out(node, K + plan.saved[n])
+                stacked[ph] = scan_out(node, K + index)
                 continue
             if n.is_leaf:
                 raise GraphError(f"grad: the backward pass of a scan reads {n.describe()}, which was not saved")
