@@ -25,6 +25,7 @@ from ..errors import GraphError
 from ..graph import Node, finite_number
 from .base import apply, as_node
 from .declare import elementwise_op
+from .sympy_funcs import cdf_limits
 from .sympy_funcs import sigmoid as _sp_sigmoid
 
 __all__ = ["gelu", "elu", "silu", "step", "minimum", "clip", "erf", "normal_cdf", "normal_pdf", "Phi", "phi"]
@@ -152,12 +153,7 @@ class Phi(sympy.Function):
 
     @classmethod
     def eval(cls, t):
-        if t.is_zero:
-            return sympy.Rational(1, 2)
-        if t is sympy.oo:
-            return sympy.Integer(1)
-        if t is sympy.S.NegativeInfinity:
-            return sympy.Integer(0)
+        return cdf_limits(t)
 
     def fdiff(self, argindex=1):
         return phi(self.args[0])

@@ -254,9 +254,12 @@ def _x_stem(name: str) -> str:
     return name.lower() if len(name) == 1 else name
 
 
-class _Names:
-    def __init__(self):
-        self.taken: set[str] = set()
+class UniqueNames:
+    """Fresh names for a body's placeholders: ``name``, then ``name_2``, ``name_3``… past those taken
+    (by ``nodes``, when given)."""
+
+    def __init__(self, nodes=()):
+        self.taken: set[str] = {n.name for n in nodes if n.name}
 
     def __call__(self, name: str) -> str:
         out, k = name, 1
@@ -271,7 +274,7 @@ def trace(fn: Callable, init_nodes: list[Node], carry_struct: Any, xs_nodes: lis
           carry_names: Any = None, x_names: Any = None, has_xs: bool = True) -> tuple[Body, list[Node], Any, Any]:
     """Trace ``fn`` once into a :class:`Body`; returns it, the outer nodes it closes over and the
     structures of its carry and per-step output."""
-    unique = _Names()
+    unique = UniqueNames()
     cn = [unique(n) for n in _names(carry_names, init_nodes, "h", _carry_stem, "carry names")]
     xn = [unique(n) for n in _names(x_names, xs_nodes, "x", _x_stem, "x names")]
     carry_in = [var(n, c.shape, c.dtype) for n, c in zip(cn, init_nodes)]
@@ -299,7 +302,7 @@ def trace(fn: Callable, init_nodes: list[Node], carry_struct: Any, xs_nodes: lis
     return body, closed, carry_struct, y_struct
 
 
-def _close_over(placeholders: list[Node], outputs: list[Node], unique: _Names) -> tuple[list, list, list]:
+def _close_over(placeholders: list[Node], outputs: list[Node], unique: UniqueNames) -> tuple[list, list, list]:
     """The outer nodes a body reads (params, vars, nodes computed outside), each replaced by a new
     placeholder; nodes built from constants alone stay inside.  Returns (outer nodes, their
     placeholders, the outputs rebuilt over them)."""

@@ -29,7 +29,7 @@ import sympy
 from ..errors import GradError, GraphError, NotDifferentiableError
 from ..graph import Node, is_static
 from .base import apply, const, get_op, var
-from .scan import Body, make_scan, scan_out
+from .scan import Body, UniqueNames, make_scan, scan_out
 from .scan_batch import Batcher, reachable, substitute
 
 
@@ -61,26 +61,13 @@ def _float(nodes) -> list[Node]:
     return [n for n in nodes if n.dtype != "int"]
 
 
-class _Unique:
-    def __init__(self, nodes):
-        self.taken = {n.name for n in nodes if n.name}
-
-    def __call__(self, name: str) -> str:
-        out, k = name, 1
-        while out in self.taken:
-            k += 1
-            out = f"{name}_{k}"
-        self.taken.add(out)
-        return out
-
-
 # ------------------------------------------------------------ the backward graph of a body
-def backward_graph(body: Body, present: list[int], wrt: list[Node]) -> tuple[list, dict, dict, _Unique]:
+def backward_graph(body: Body, present: list[int], wrt: list[Node]) -> tuple[list, dict, dict, UniqueNames]:
     """The body's VJP: placeholder cotangents for every carry leaving a step (``gc``) and for the
     stacked outputs in ``present`` (``gy``), and ``{placeholder: cotangent node or None}`` for ``wrt``,
     derivatives read off their primals."""
     from ..autodiff import vjp_graph
-    unique = _Unique(body.nodes())
+    unique = UniqueNames(body.nodes())
     gc = [var(unique("δ" + body.labels.get(o, (p.name, 0))[0].split(".")[-1]), p.shape)
           for p, o in zip(body.carry_in, body.carry_out)]
     gy = {}
@@ -243,7 +230,7 @@ def scan_vjp(node: Node, gs: tuple, needs: tuple) -> tuple:
     want_c = [c for c in range(len(closed)) if needs[K + J + c]]
     wrt = _float(body.carry_in) + [body.xs_in[j] for j in want_x] + [body.closed_in[c] for c in want_c]
     gc, gy, res, _ = backward_graph(body, present, wrt)
-    unique = _Unique(list(body.xs_in + body.closed_in) + gc + list(gy.values()))  # the backward body's leaves
+    unique = UniqueNames(list(body.xs_in + body.closed_in) + gc + list(gy.values()))  # the backward body's leaves
 
     # the forward values the backward graph reads: stacked outputs of this scan, read step by step
     fwd = set(body.nodes())

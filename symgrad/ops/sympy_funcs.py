@@ -9,6 +9,17 @@ from __future__ import annotations
 import sympy
 
 
+def cdf_limits(t):
+    """The values every symmetric S-shaped CDF takes at 0, +∞ and −∞ (½, 1, 0); None elsewhere."""
+    if t.is_zero:
+        return sympy.Rational(1, 2)
+    if t is sympy.oo:
+        return sympy.Integer(1)
+    if t is sympy.S.NegativeInfinity:
+        return sympy.Integer(0)
+    return None
+
+
 class sigmoid(sympy.Function):
     """σ(t) = 1 / (1 + e^{-t})."""
 
@@ -16,12 +27,7 @@ class sigmoid(sympy.Function):
 
     @classmethod
     def eval(cls, t):
-        if t.is_zero:
-            return sympy.Rational(1, 2)
-        if t is sympy.oo:
-            return sympy.Integer(1)
-        if t is sympy.S.NegativeInfinity:
-            return sympy.Integer(0)
+        return cdf_limits(t)
 
     def fdiff(self, argindex=1):
         s = sigmoid(self.args[0])
