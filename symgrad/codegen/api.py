@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..autodiff import grad
+from ..backends import get_backend
 from ..errors import FeedError, GraphError
 from ..graph import Graph, Node, as_node_list, format_shape
 from ..ops.base import var
@@ -103,7 +104,8 @@ def _bind_args(what: str, inputs: list[Node], args: tuple, kwargs: dict) -> tupl
 
 
 def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None, dtype: str = "float64", *,
-            reuse_buffers: bool = True, seed: Any = None) -> CompiledFunction:  # noqa: A001  the natural name, as in jax/theano
+            reuse_buffers: bool = True, seed: Any = None, backend: str = "numpy") -> CompiledFunction:  # noqa: A001
+    # (the natural name, as in jax/theano)
     """Compile output nodes to one Python + NumPy function.
 
     Parameters
@@ -120,6 +122,9 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None
         ``numpy.random.Generator`` the function then draws from.  With the
         same seed, a float64 function draws what :func:`symgrad.evaluate`
         draws with that seed.
+    backend : ``"numpy"`` (this compiler), ``"numba"`` (fused loops compiled by
+        Numba, ``pip install 'symgrad[numba]'``) or another name of
+        :data:`symgrad.backends.BACKENDS`.
 
     Returns
     -------
@@ -148,6 +153,8 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None
     True
     """
     dtype = _check_dtype(dtype)
+    if backend != "numpy":
+        return get_backend(backend).compile(outputs, inputs, dtype, reuse_buffers=reuse_buffers, seed=seed)
     single = isinstance(outputs, Node)
     outs = as_node_list(outputs, "compile")
     if not outs:
@@ -324,7 +331,7 @@ def _fresh_name(stem: str, taken: set[str]) -> str:
 def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Sequence[Node] = (), *,
                  params: Sequence[Node] | None = None, dtype: str = "float64",
                  reuse_buffers: bool = True, seed: Any = None, eval_loss: Node | None = None,
-                 eval_outputs: Sequence[Node] | None = None) -> StepFunction:
+                 eval_outputs: Sequence[Node] | None = None, backend: str = "numpy") -> StepFunction:
     """Compile forward, backward and optimizer update into one function.
 
     Parameters
@@ -344,6 +351,8 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
         these instead of the training graph.  ``eval_outputs`` defaults to
         none when ``eval_loss`` is given with no outputs, and must match
         ``outputs`` in number and shapes.
+    backend : ``"numpy"`` (default) or another compiler of
+        :data:`symgrad.backends.BACKENDS` (``"numba"``: see :func:`compile`).
 
     Buffer updates recorded in the loss's graph (batch norm's running
     statistics in training mode, :mod:`symgrad.ops.state`) are applied at
@@ -366,6 +375,10 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
     (3.0, 50)
     """
     dtype = _check_dtype(dtype)
+    if backend != "numpy":
+        return get_backend(backend, "compile_step").compile_step(
+            loss, optimizer, inputs, outputs, params=params, dtype=dtype, reuse_buffers=reuse_buffers, seed=seed,
+            eval_loss=eval_loss, eval_outputs=eval_outputs)
     if not isinstance(loss, Node):
         raise GraphError(f"compile_step: loss must be a Node, got {type(loss).__name__}")
     if loss.shape != ():
