@@ -12,6 +12,8 @@ from ..errors import FeedError, GraphError, RenderError
 from ..graph import Node, as_node_list
 from ..ops.state import STATE_UPDATE
 from .labels import Labels
+from .layout import ORDER_EDGE, order_edges
+from .repeats import Repeat, fold_repeats
 from .loops import expand_loops, is_loop
 from .output import render_bytes
 from .scene import Scene, build_scene
@@ -68,7 +70,8 @@ LEGEND_EDGES = (("forward", "──▶  forward", FORWARD_EDGE["color"]),
                 ("backward", "◀━━  gradient flow", BACKWARD_EDGE["color"]),
                 ("tie", "╌╌╌  gradient of", TIE_EDGE["color"]),
                 ("uses", "┈┈▶  value used by backward", USES_EDGE["color"]),
-                ("carry", "━━▶  carry to the next step", CARRY_EDGE["color"]))
+                ("carry", "━━▶  carry to the next step", CARRY_EDGE["color"]),
+                ("repeat", "━━▶  into the next repeat (× N)", CARRY_EDGE["color"]))
 # Graphviz keeps edges between nodes of one group straight: the forward chain
 # of ops reads along one line, the chain of gradient boxes along another
 NODE_GROUPS = {"op": "forward", "loss": "forward", "layer": "forward",
@@ -79,7 +82,8 @@ CLUSTER_STYLE = {"style": "rounded,filled", "fillcolor": "#f8fafc", "color": "#c
 SHOW_FIELDS = ("name", "op", "shape")
 RANKDIRS = ("LR", "RL", "TB", "BT")
 
-Edge = tuple  # (from key, to key, kind) in computation direction; kind: forward, backward, uses, tie
+Edge = tuple  # (from key, to key, kind) in computation direction; kind: forward, backward, uses, tie,
+#              carry (a loop's), repeat (from a folded block into the next, collapse="repeats")
 
 
 class Drawing(graphviz.Digraph):
@@ -102,7 +106,7 @@ class _Item:
 
 def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapping | None = None,
          show: Iterable[str] = ("name", "op", "shape"), formulas: bool = False, rankdir: str = "LR",
-         collapse: bool = False, wrt: Node | Sequence[Node] | None = None,
+         collapse: bool | str = False, wrt: Node | Sequence[Node] | None = None,
          legend: bool = True, shape_ops: bool = False, check=None, unroll: bool = False) -> Drawing:
     """Draw the graph of ``outputs`` (and, with ``backward=True``, its backward graph).
 
@@ -123,8 +127,11 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
         its inputs' names (``σ(z₁)``, ``W₂ᵀ(∂L/∂a₂)``), instead of the op
         label with blank inputs (``σ(·)``, ``· @ ·``).
     rankdir : Graphviz direction, ``"LR"`` (default), ``"RL"``, ``"TB"`` or ``"BT"``.
-    collapse : draw each layer cluster (parameters named ``layer.W``) as one
-        box with its parameters and in/out shapes, so deep models stay readable.
+    collapse : ``True`` draws each layer cluster (parameters named ``layer.W``) as one
+        box with its parameters and in/out shapes, so deep models stay readable;
+        ``"repeats"`` draws op by op but folds each run of identical consecutive
+        blocks (layers ``mlp.1`` … ``mlp.10`` with the same ops, shapes and wiring)
+        into one box marked ``× N``, forward and backward alike (:mod:`.repeats`).
     wrt : what the backward graph differentiates with respect to; default:
         every parameter (every float input when the graph has none).
     legend : add a small legend of the node and edge styles used.
@@ -162,8 +169,10 @@ def draw(outputs: Node | Sequence[Node], *, backward: bool = False, values: Mapp
     show = _check_show(show)
     if not isinstance(rankdir, str) or rankdir not in RANKDIRS:
         raise RenderError(f"draw: rankdir must be one of {RANKDIRS}, got {rankdir!r}")
-    backward, formulas, collapse, legend, shape_ops = (
-        _flag(k, v) for k, v in (("backward", backward), ("formulas", formulas), ("collapse", collapse),
+    if not (isinstance(collapse, str) and collapse == "repeats"):
+        collapse = _flag("collapse", collapse)
+    backward, formulas, legend, shape_ops = (
+        _flag(k, v) for k, v in (("backward", backward), ("formulas", formulas),
                                  ("legend", legend), ("shape_ops", shape_ops)))
     if values is not None and not isinstance(values, Mapping):
         raise FeedError(f"draw: values must be a mapping of vars (nodes or names) to values, "
@@ -181,7 +190,8 @@ def _flag(what: str, value) -> bool:
     """A yes/no option of draw: a bool (or 0/1)."""
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
         return bool(value)
-    raise RenderError(f"draw: {what} must be True or False, got {value!r}")
+    hint = ' or "repeats"' if what == "collapse" else ""
+    raise RenderError(f"draw: {what} must be True or False{hint}, got {value!r}")
 
 
 def _check_show(show: Iterable[str]) -> tuple[str, ...]:
@@ -251,11 +261,14 @@ def _grad_style(of: Node) -> str:
 class _DotWriter:
     """Turns a :class:`~.scene.Scene` and its :class:`~.labels.Labels` into DOT statements."""
 
-    def __init__(self, scene: Scene, labels: Labels, collapse: bool, failed: Mapping[Node, str] | None = None):
+    def __init__(self, scene: Scene, labels: Labels, collapse: bool | str,
+                 failed: Mapping[Node, str] | None = None):
         self.s = scene
         self.failed = dict(failed or {})
         self.labels = labels
-        self.collapse = collapse and bool(scene.cluster)
+        self.collapse = collapse is True and bool(scene.cluster)
+        self.fold = collapse == "repeats" and bool(scene.cluster)
+        self.repeats: dict[str, Repeat] = {}
         every = sorted(set(scene.forward) | set(scene.back_only), key=lambda n: n.id)
         self.key = {n: f"n{i}" for i, n in enumerate(every)}
         self.alias_key = {n: f"g{self.key[n][1:]}" for n in scene.aliases}
@@ -303,14 +316,22 @@ class _DotWriter:
         items, edges, self.loops = expand_loops(self, items, edges)  # a loop: its body once, × T
         if self.collapse:
             items, edges = self._collapse(items, edges)
+        elif self.fold:  # runs of identical blocks drawn once, × N
+            items, edges, self.repeats = fold_repeats(items, edges, self._node_of(), self.s,
+                                                      values=self.s.values is not None)
         return self._emit(items, edges, rankdir, legend)
+
+    def _node_of(self) -> dict[str, Node]:
+        """The node each drawn key shows (an alias box: the forward node it is the gradient of)."""
+        node_of = {self.key[n]: n for n in self.s.forward + self.s.back_only}
+        node_of.update({self.alias_key[n]: n for n in self.s.aliases})
+        return node_of
 
     def _collapse(self, items: list[_Item], edges: list[Edge]) -> tuple[list[_Item], list[Edge]]:
         """Replace each cluster by one forward box and, with a backward graph, one
         gradient box; edges between the same two boxes are drawn once."""
         s = self.s
-        node_of = {self.key[n]: n for n in s.forward + s.back_only}
-        node_of.update({self.alias_key[n]: n for n in s.aliases})
+        node_of = self._node_of()
         ids = {c: k for k, c in enumerate(s.ordered_clusters())}
         members: dict[str, list[Node]] = {}
         box_of: dict[str, str] = {}
@@ -363,9 +384,25 @@ class _DotWriter:
         for k, name in enumerate(clusters):
             if name not in by_cluster:
                 continue
+            repeat = self.repeats.get(name)
+            if repeat is not None and repeat.clusters != [name]:  # a block of several clusters, × N
+                if name != repeat.clusters[0]:
+                    continue
+                with dot.subgraph(name=f"cluster_{k}") as outer:
+                    outer.attr(label=repeat.label, **LOOP_STYLE)
+                    for item in by_cluster.get(repeat.block, []):  # nodes named by the block itself
+                        _node(outer, item)
+                    for j, inner in enumerate(c for c in repeat.clusters if c != repeat.block):
+                        with outer.subgraph(name=f"cluster_{k}_{j}") as sub:
+                            sub.attr(label=inner[len(repeat.block) + 1:], **CLUSTER_STYLE)
+                            for item in by_cluster.get(inner, []):
+                                _node(sub, item)
+                continue
             with dot.subgraph(name=f"cluster_{k}") as sub:
                 if name in loops:
                     sub.attr(label=loops[name][0], **LOOP_STYLE)
+                elif repeat is not None:
+                    sub.attr(label=repeat.label, **LOOP_STYLE)
                 else:
                     sub.attr(label=name, **CLUSTER_STYLE)
                 for item in by_cluster[name]:
@@ -377,10 +414,14 @@ class _DotWriter:
                 dot.edge(b, a, **BACKWARD_EDGE)  # drawn reversed so the backward pass runs right to left
             elif kind == "uses":
                 dot.edge(a, b, **USES_EDGE)
-            elif kind == "carry":
+            elif kind in ("carry", "repeat"):
                 dot.edge(a, b, **CARRY_EDGE)
             else:
                 dot.edge(a, b, **TIE_EDGE)
+        cluster_of = {item.key: item.cluster for item in items
+                      if item.cluster in by_cluster and item.cluster is not None}
+        for a, b in order_edges(cluster_of, edges):  # each layer after the one feeding it: no staircase
+            dot.edge(a, b, **ORDER_EDGE)
         for item in items:
             if item.rank_with is not None:
                 dot.body.append(f"\t{{rank=same; {item.rank_with}; {item.key}}}\n")
