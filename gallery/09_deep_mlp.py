@@ -4,7 +4,12 @@ A 12-layer ``sg.nn.MLP`` (4 → 16 × 11 → 3, ReLU) on a batch of 8 with
 softmax cross-entropy.  Drawn op by op the forward and backward graphs
 have hundreds of boxes; ``collapse=True`` draws each layer (the cluster
 of its ``mlp.i.*`` names) as one box with its in → out shapes, and its
-gradients as one box beside it.
+gradients as one box beside it.  ``collapse="repeats"`` keeps the op-by-op
+boxes but folds the ten identical hidden layers (same ops, shapes and wiring,
+16 → 16) into one box marked ``mlp.1 … mlp.10 × 10``, in the forward and the
+backward drawing.  The op-by-op drawing keeps the pipeline on one axis
+(forward on top, backward under it); ``sg.render.filled_fraction`` measures
+how much of its canvas is drawing.
 
 The second half measures expression swell, the known failure of symbolic
 differentiation: for a chain of sigmoids h_k = σ(w_k·h_{k−1}) of growing
@@ -22,6 +27,7 @@ import sympy
 import symgrad as sg
 from _common import pyplot, savefig, setup, write
 from symgrad.formula_size import OverBudget, time_limit
+from symgrad.render import canvas_size, filled_fraction
 
 DEPTH = 12
 GROWTH_DEPTHS = (1, 2, 4, 8, 16, 32, 48)
@@ -47,11 +53,21 @@ def main(argv=None):
     forward, both = sg.Graph(L), sg.Graph([L] + grads)
     paths = {"collapsed": sg.render(sg.draw(L, backward=True, values=feeds, collapse=True),
                                     args.out / "deep_mlp_collapsed.svg"),
-             "op by op": sg.render(sg.draw(L, backward=True, values=feeds), args.out / "deep_mlp_full.svg")}
+             "op by op": sg.render(sg.draw(L, backward=True, values=feeds), args.out / "deep_mlp_full.svg"),
+             "repeats folded": sg.render(sg.draw(L, backward=True, values=feeds, collapse="repeats"),
+                                         args.out / "deep_mlp_repeats_backward.svg"),
+             "repeats folded, forward": sg.render(sg.draw(L, values=feeds, collapse="repeats"),
+                                                  args.out / "deep_mlp_repeats_forward.svg")}
     boxes = {k: count_boxes(p) for k, p in paths.items()}
     lines = [f"{depth} layers, {sum(p.value.size for p in model.parameters())} parameters",
              f"graph nodes: {len(forward)} forward, {len(both) - len(forward)} backward",
-             f"boxes in the SVG (legend included): {boxes['op by op']} op by op, {boxes['collapsed']} collapsed"]
+             f"boxes in the SVG (legend included): {boxes['op by op']} op by op, {boxes['collapsed']} collapsed, "
+             f"{boxes['repeats folded']} with repeats folded",
+             "drawing                   canvas (pt)      filled fraction"]
+    for k, p in paths.items():
+        text = p.read_text()
+        w, h = canvas_size(text)
+        lines.append(f"{k:24}  {w:>6,.0f} × {h:<6,.0f}  {filled_fraction(text):.3f}")
     print("\n".join(lines))
     write(args.out, "sizes.txt", "\n".join(lines))
     for p in paths.values():

@@ -12,7 +12,7 @@ from ..errors import FeedError, GraphError, RenderError
 from ..graph import Node, as_node_list
 from ..ops.state import STATE_UPDATE
 from .labels import Labels
-from .layout import ORDER_EDGE, order_edges
+from .layout import ORDER_EDGE, beside_first_use, order_edges
 from .repeats import Repeat, fold_repeats
 from .loops import expand_loops, is_loop
 from .output import render_bytes
@@ -422,6 +422,9 @@ class _DotWriter:
                       if item.cluster in by_cluster and item.cluster is not None}
         for a, b in order_edges(cluster_of, edges):  # each layer after the one feeding it: no staircase
             dot.edge(a, b, **ORDER_EDGE)
+        params = [item.key for item in items if item.style == "param"]
+        for p, op in beside_first_use(params, cluster_of, edges):  # W under · @ ·, not a column before
+            dot.body.append(f"\t{{rank=same; {op}; {p}}}\n")
         for item in items:
             if item.rank_with is not None:
                 dot.body.append(f"\t{{rank=same; {item.rank_with}; {item.key}}}\n")

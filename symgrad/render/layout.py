@@ -18,7 +18,7 @@ the left, and invisible edges keep the rows in order top to bottom.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 #: DOT attributes of the invisible ordering edges (weight 0: they only order ranks, never pull)
 ORDER_EDGE = {"style": "invis", "weight": "0"}
@@ -69,3 +69,24 @@ def order_edges(cluster_of: dict[str, str | None], edges: Sequence[tuple[str, st
                 seen.add((tail, src))
                 out.append((tail, src))
     return out
+
+
+def beside_first_use(params: Iterable[str], cluster_of: dict[str, str | None],
+                     edges: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(param, op) pairs to draw on one rank: each parameter of a cluster beside the first op of its
+    cluster that reads it (``W`` under ``· @ ·``, ``b`` under ``· + ·``), not a column before it.
+
+    A layer then takes one column per op, its forward ops stay on one straight line, and its
+    parameters (and their gradient boxes, tied to them) sit under the ops that use them.
+
+    Examples
+    --------
+    >>> beside_first_use(["W"], {"W": "l1", "m": "l1"}, [("a", "m", "forward"), ("W", "m", "forward")])
+    [('W', 'm')]
+    """
+    first: dict[str, str] = {}
+    for a, b, kind in edges:
+        if kind == "forward" and a not in first and cluster_of.get(a) is not None \
+                and cluster_of.get(a) == cluster_of.get(b):
+            first[a] = b
+    return [(p, first[p]) for p in params if p in first]
