@@ -12,10 +12,11 @@ from the node that leaves one cluster to the sources of the cluster it enters (i
 constants; the gradient boxes follow them through their ``rank=same`` ties).  Consecutive layers
 then take disjoint rank ranges and line up on one axis, forward on top and backward under it.
 
-:func:`wrap_rows` folds a long pipeline into rows (a snake, reading left to right row after row):
-each row's first cluster drops the rank constraint of the edge entering it, so it starts again at
-the left, and invisible edges keep the rows in order top to bottom.
-"""
+:func:`beside_first_use` puts each parameter on the rank of the first op that reads it (``W``
+under ``· @ ·``), so a layer takes one column per op and the forward ops stay on one line.
+
+Very deep nets stay one long band (about 800 pt of width per layer); wrapping the band into rows
+is not done here: fold repeated layers with ``draw(..., collapse="repeats")`` instead.
 from __future__ import annotations
 
 from typing import Iterable, Sequence
