@@ -17,6 +17,7 @@ under ``· @ ·``), so a layer takes one column per op and the forward ops stay 
 
 Very deep nets stay one long band (about 800 pt of width per layer); wrapping the band into rows
 is not done here: fold repeated layers with ``draw(..., collapse="repeats")`` instead.
+"""
 from __future__ import annotations
 
 from typing import Iterable, Sequence
