@@ -40,6 +40,7 @@ class Buffer:
     kind: str
     holder: str | None = None
     preallocated: str | None = None
+    first: int = -1  # schedule position of the first value written into it
 
 
 @dataclasses.dataclass
@@ -77,7 +78,7 @@ def assign(p: Program, bind: Callable[[object, str], str]) -> Assignment:
             chosen.busy_until = p.last.get(id(v), i)
             of[id(v)] = written[id(v)] = chosen
             continue
-        b = Buffer(v.shape, p.last.get(id(v), i), "temp")
+        b = Buffer(v.shape, p.last.get(id(v), i), "temp", first=i)
         if PERSIST and p.params_writable and p.reuse and p.last.get(id(v)) != FOREVER:
             if all(isinstance(d, int) for d in v.shape) and (overwrites_input(v) or v.op.ufunc is not None):
                 b.preallocated = bind(np.empty(v.shape, dtype=p.np_dtype), "ws")
@@ -86,6 +87,28 @@ def assign(p: Program, bind: Callable[[object, str], str]) -> Assignment:
         of[id(v)] = b
         temps.append(b)
     return Assignment(of, written)
+
+
+def persist_loop_temps(p: Program, a: Assignment, bind: Callable[[object, str], str],
+                       carries: list[tuple[Value | None, Value]]) -> None:
+    """Inside a loop body of a training step: its fixed-shape temporaries become arrays kept across
+    steps and calls, instead of one new array per step.  A buffer that holds a carry's new value is
+    read as that carry by the next step, so it is kept only when the carry it replaces (``carries``:
+    (value entering the step, value leaving it)) is no longer read when the buffer is first written."""
+    carry_in = {id(out): inp for inp, out in carries}
+    seen: set[int] = set()
+    for v in p.schedule:
+        b = a.of.get(id(v))
+        if b is None or id(b) in seen or b.kind != "temp" or b.preallocated is not None:
+            continue
+        seen.add(id(b))
+        if not all(isinstance(d, int) for d in b.shape):
+            continue
+        held = [u for u in p.schedule if a.of.get(id(u)) is b]
+        ok = writes_out(held[0]) and all(carry_in[id(u)] is None or p.last.get(id(carry_in[id(u)]), -1) < b.first
+                 for u in held if id(u) in carry_in)
+        if ok:
+            b.preallocated = bind(np.empty(b.shape, dtype=p.np_dtype), "ws")
 
 
 def _hints(p: Program, writable: dict[int, Buffer]) -> dict[int, Buffer]:

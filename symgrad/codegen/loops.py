@@ -20,7 +20,7 @@ from ..graph import Graph, Node
 from ..ops.base import var
 from ..ops.scan import SCAN, Body
 from ..ops.scan_batch import Batcher, reachable, substitute
-from .buffers import assign
+from .buffers import assign, persist_loop_temps
 from .emit import Expressions
 from .ir import Table, Value
 from .names import ADJOINT, comment_text, ident_base
@@ -198,6 +198,9 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
         if buf is not None and buf.kind == "temp" and buf.preallocated is None and writes_out(owner[id(buf)]):
             buf.preallocated = slot
             written.add(slot)
+    if work is not None:  # the body's other temporaries: kept across steps and calls
+        persist_loop_temps(program, bw.bufs, writer.g.bind,
+                           [(program.val.get(ph), program.val[out]) for ph, out in zip(body.carry_in, body.carry_out)])
     lines += arrays + init_lines
 
     carry_ids = []

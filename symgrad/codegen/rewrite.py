@@ -6,8 +6,12 @@ a mask, one-hot·log-softmax cross-entropy as a gather and its gradient as
 ``softmax − one-hot``, broadcasts and reshapes as the internal ops of
 :mod:`symgrad.ops.kernels`.  This module applies them and does the two
 rewrites that hold for every op: integer inputs meet float32 arithmetic
-through a cast, and broadcasts sink below elementwise ops
-(``f(bcast(x), y) = bcast(f(x, y))``) so that NumPy broadcasting does the work.
+through a cast, broadcasts sink below elementwise ops
+(``f(bcast(x), y) = bcast(f(x, y))``) so that NumPy broadcasting does the work,
+and so do transposes (``f(xᵀ, y) = f(x, yᵀ)ᵀ``, ``(xᵀ)ᵀ = x``) so that an
+elementwise op computes in the memory order of the value it transposes: a
+batch-first view of a loop's step-major outputs stays step-major through the
+loss and back into the reverse loop, which then reads its rows without a copy.
 
 An op's rewrite receives ``(value, args, shape, ir)``: the original value
 (its ``args`` are the original inputs), the rewritten inputs, the shape to
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from ..graph import broadcast_of
 from ..ops.kernels import BCAST, CAST
+from ..ops.base import get_op
 from .ir import Table, Value
 
 
@@ -71,13 +76,43 @@ class Rewriter:
         self._order = v.order
         if self.float32 and not v.op.int_inputs:  # class indices meet float ops as float32
             args = [self.make(CAST, [a], (), a.shape) if a.dtype == "int" else a for a in args]
+        if v.op is get_op("transpose"):
+            return self.transpose(args[0], v.attr("axes"))
         if v.op.elementwise:
             if any(a.op is BCAST for a in args):  # broadcasts sink below elementwise ops
                 inner = [a.args[0] if a.op is BCAST else a for a in args]
                 shape = broadcast_of(*(a.shape for a in inner))
                 if shape is not None:
                     return self.bcast(self._apply(v, inner, shape), v.shape)
+            sunk = self._sink_transpose(v, args)
+            if sunk is not None:
+                return sunk
         return self._apply(v, args, v.shape)
+
+    def transpose(self, x: Value, axes: tuple) -> Value:
+        """``x`` with its axes permuted (a transpose of a transpose is one transpose, or none)."""
+        axes = tuple(int(a) for a in axes)
+        if x.op is get_op("transpose"):
+            inner = x.attr("axes")
+            x, axes = x.args[0], tuple(inner[a] for a in axes)
+        if axes == tuple(range(len(axes))):
+            return x
+        return self.make(get_op("transpose"), [x], (("axes", axes),), tuple(x.shape[a] for a in axes))
+
+    def _sink_transpose(self, v: Value, args: list[Value]) -> Value | None:
+        """``f(xᵀ, y)`` as ``f(x, yᵀ)ᵀ`` when the transposed operands share one permutation, every other
+        operand is a scalar or a leaf (an input, a param: its layout was the caller's choice, not the
+        program's) and nothing broadcasts; otherwise None."""
+        t = get_op("transpose")
+        perms = {a.attr("axes") for a in args if a.op is t}
+        if len(perms) != 1 or any(a.shape != v.shape and a.shape != () for a in args):
+            return None
+        if any(a.op is not t and a.shape != () and a.op is not None for a in args):
+            return None
+        (perm,) = perms
+        inv = tuple(int(i) for i in sorted(range(len(perm)), key=lambda k: perm[k]))
+        inner = [a if a.shape == () else self.transpose(a, inv) for a in args]
+        return self.transpose(self._apply(v, inner, tuple(v.shape[i] for i in inv)), perm)
 
     def _apply(self, v: Value, args: list[Value], shape: tuple) -> Value:
         if v.op.rewrite is not None:

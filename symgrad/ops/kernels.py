@@ -11,7 +11,9 @@ SymPy meaning of their own, and exist only in compiled code.
 * ``mask_mul``: ``g * (x > 0)``, ReLU's backward pass without a float mask;
 * ``pick``: ``x[..., y]``, Σ one_hot(y)·x without the one-hot rows;
 * ``xent_grad``: ``c·(one_hot(y) − softmax(z))`` from ``log_softmax(z)``;
-* ``cast``: integer class indices met by float32 arithmetic.
+* ``cast``: integer class indices met by float32 arithmetic;
+* ``sumsq``: ``Σ x²`` over every entry as one dot product of ``x`` with itself
+  (float64 only: BLAS accumulates float32 in float32).
 """
 from __future__ import annotations
 
@@ -50,6 +52,13 @@ def xent_grad(log_probs, y, scale):
     return p
 
 
+def sumsq(x):
+    """``Σ x²`` over all entries: one BLAS dot product, read in memory order (no copy for a transposed
+    view of a contiguous array)."""
+    flat = np.ravel(x, order="K")
+    return np.dot(flat, flat)
+
+
 def _emit_mask_mul(args, target):
     g, x = args
     if target.buffer is None:
@@ -69,4 +78,5 @@ MASK_MUL = _internal("mask_mul", 2, lambda g, x: g * (x > 0), "⊙𝟙[>0]", inp
                      elementwise=True)
 PICK = _internal("pick", 2, pick, "pick", preserves_dtype=True)
 XENT_GRAD = _internal("xent_grad", 3, xent_grad, "softmax − one-hot", preserves_dtype=True)
+SUMSQ = _internal("sumsq", 1, sumsq, "Σ²", preserves_dtype=True)
 CAST = _internal("cast", 1, lambda x: x, "cast", emit=lambda args, target: f"{args[0]}.astype(_DT)")

@@ -8,7 +8,7 @@ from .. import runtime
 from ..errors import ShapeError
 from ..graph import Node, normalize_axes, size_of
 from .base import OpDef, apply, const, get_op, objarray, register
-from .kernels import COUNT_DIMS, PICK
+from .kernels import COUNT_DIMS, PICK, SUMSQ
 
 
 def reduced_shape(nodes, axis=None, keepdims=False, **_):
@@ -101,10 +101,28 @@ def _sum_of_one_hot(v, args, shape, ir):
     return ir.make(PICK, [b, a.args[0]], (), v.shape)
 
 
+def _rewrite_sum(v, args, shape, ir):
+    """Σ one_hot(y)·x as a gather (:func:`_sum_of_one_hot`); a sum of every entry of a transpose as the sum
+    of its input; in float64, a sum of every entry of x² (or x·x) as one dot product (``sumsq``)."""
+    picked = _sum_of_one_hot(v, args, shape, ir)
+    if picked is not None:
+        return picked
+    x = args[0]
+    axis = v.attr("axis")
+    if v.attr("keepdims") or not (axis is None or set(axis) == set(range(x.ndim))) or x.ndim == 0:
+        return None
+    whole = x.args[0] if x.op is get_op("transpose") else x
+    a, b = (tuple(whole.args) + (None, None))[:2]
+    if not ir.float32 and (whole.op is get_op("mul") and a is b or
+                           whole.op is get_op("pow") and b.is_const(2.0) and b.shape == ()):
+        return ir.make(SUMSQ, [a], (), shape)
+    return ir.make(v.op, [whole], v.attrs, shape) if whole is not x else None
+
+
 register(OpDef("sum", 1, reduced_shape, lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
                _obj(_sym_sum), label="Σ", emit=_emit_reduce("sum"), attr_names=("axis", "keepdims"),
                vjp=lambda n, g, needs: (_keepdims_cotangent(n, g),), matrix=lambda n, a, mx: mx.reduce_sum(n, a),
-               reduction="sum", rewrite=_sum_of_one_hot, fresh=True))
+               reduction="sum", rewrite=_rewrite_sum, fresh=True))
 register(OpDef("mean", 1, reduced_shape,
                lambda x, axis=None, keepdims=False: np.mean(x, axis=axis, keepdims=keepdims),
                _obj(_sym_mean), label="mean", emit=_emit_reduce("sum", mean=True), attr_names=("axis", "keepdims"),
