@@ -164,6 +164,21 @@ def test_09_deep_mlp(tmp_path, capsys):
     assert f"{svg_node_count(full)} op by op, {svg_node_count(collapsed)} collapsed" in out
     titles = {t.text for t in ET.parse(collapsed).getroot().iter(SVG + "text")}
     assert {f"mlp.{i}" for i in range(4)} <= titles and {f"∂L/∂mlp.{i}" for i in range(4)} <= titles
+    # the two identical hidden layers fold into one "× 2" box, forward and backward; the printed canvas
+    # sizes and filled fractions are those of the written files
+    from symgrad.render import canvas_size, filled_fraction
+    files = {"collapsed": collapsed, "op by op": full,
+             "repeats folded": tmp_path / "deep_mlp_repeats_backward.svg",
+             "repeats folded, forward": tmp_path / "deep_mlp_repeats_forward.svg"}
+    for what in ("repeats folded", "repeats folded, forward"):
+        texts = " ".join(t.text or "" for t in ET.parse(files[what]).getroot().iter(SVG + "text"))
+        assert "mlp.1 … mlp.2" in texts and "× 2" in texts, what
+    assert svg_node_count(files["repeats folded"]) < svg_node_count(full)
+    for what, path in files.items():
+        text = path.read_text()
+        w, h = canvas_size(text)
+        assert f"{what:24}  {w:>6,.0f} × {h:<6,.0f}  {filled_fraction(text):.3f}" in out, what
+    assert filled_fraction(full.read_text()) > 0.3  # one band, not a staircase (0.09 before)
     # formula growth of a sigmoid chain: the printed sizes against SymPy and the graph, counted here
     rows = {int(r[0]): [int(v.replace(",", "")) for v in r[1:]] for r in
             (line.split() for line in (tmp_path / "formula_growth.txt").read_text().splitlines()[2:])}
