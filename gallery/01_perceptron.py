@@ -7,7 +7,7 @@ nodes, and takes one step of gradient descent.
 from __future__ import annotations
 
 import symgrad as sg
-from _common import setup, write
+from _common import formulas, setup, write
 
 LEARNING_RATE = 0.5
 
@@ -34,6 +34,7 @@ def main(argv=None):
         f"\\frac{{\\partial L}}{{\\partial b}} = {sg.latex(db)}",
         sg.chain_rule(L, w, feeds=feeds).latex(),
     ]))
+    formulas(args.out, "formulas", [("L", L), ("∂L/∂w", dw), ("∂L/∂b", db), sg.chain_rule(L, w, feeds=feeds)])
 
     loss0, gw, gb = (float(v) for v in sg.evaluate([L, dw, db], feeds))
     print()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import formulas, pyplot, savefig, setup, write
 
 SCALE = 1000.0  # views are modelled in thousands, so both parameters move at similar speeds
 
@@ -43,13 +43,15 @@ def main(argv=None):
     e = np.abs(views[1:] - (500 + views[:-1]))
     print(f"Initial guess ŷ = 500 + 1·x: first errors e₁ = {e[0]:.0f}, e₂ = {e[1]:.0f} views; "
           f"MAE = {e.mean():.0f} views")
-    tex = []
+    tex, shown = [], []
     for name, L in losses.items():
         dw = sg.grad(L, w)
+        shown += [name, ("∂L/∂w", dw)]
         print(f"{name}:")
         print(sg.pretty(dw, lhs="  ∂L/∂w"))
         tex.append(f"\\text{{{name}}}:\\quad \\frac{{\\partial L}}{{\\partial w}} = {sg.latex(dw)}")
     write(args.out, "gradients.tex", "\n".join(tex))
+    formulas(args.out, "gradients", shown)
 
     steps = 300 if args.smoke else 3000
     fitted, curves = {}, {}

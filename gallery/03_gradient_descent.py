@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import formulas, pyplot, savefig, setup, write
 
 X_DATA = np.array([1.0, 2.0, 3.0])
 Y_DATA = np.array([1.0, 2.0, 3.0])  # the best slope is exactly 1
@@ -39,6 +39,7 @@ def main(argv=None):
     print("J″(θ₁) =", sg.pretty(d2J), f"= {curvature:.4g}; steps converge when η < 2/J″ = {2 / curvature:.4g}")
     write(args.out, "formulas.tex", f"J(\\theta_1) = {sg.latex(J)}\n"
                                     f"J'(\\theta_1) = {sg.latex(dJ)}\n")
+    formulas(args.out, "formulas", [("J(θ₁)", J), ("J′(θ₁)", dJ), ("J″(θ₁)", d2J)])
     steps = 6 if args.smoke else 12
     paths = {name: descend(theta, dJ, rate, steps) for name, rate in RATES.items()}
     lines = []

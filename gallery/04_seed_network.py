@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import setup, write
 
 
@@ -72,6 +73,7 @@ def main(argv=None):
     for i in range(entries.shape[0]):
         print(sg.pretty(entries[i, 0], lhs=f"  ∂L/∂W3[{i},0]"))
     write(args.out, "dW3_entries.tex", sg.latex(entries))
+    _common.formulas(args.out, "dW3_entries", [(f"∂L/∂W3[{i},0]", entries[i, 0]) for i in range(entries.shape[0])])
 
     print()
     for name, formulas in [("network_backward", False), ("network_backward_formulas", True)]:

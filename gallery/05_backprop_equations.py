@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import setup, write
+from _common import formulas, setup, write
 
 
 def main(argv=None):
@@ -30,6 +30,7 @@ def main(argv=None):
     eqs = sg.backprop_equations(L)
     print(eqs)
     write(args.out, "backprop_equations.tex", eqs.latex())
+    formulas(args.out, "backprop_equations", [eqs])
     print()
     print("∂L/∂W₁ in the named intermediates:")
     print(sg.pretty(sg.grad(L, W1), keep="named", lhs="  ∂L/∂W₁"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import formulas, pyplot, savefig, setup, write
 
 START = (-9.0, 1.2)
 
@@ -32,7 +32,7 @@ def valley(t1, t2):
 def main(argv=None):
     args = setup("07_optimizers", __doc__, argv)
     steps = 15 if args.smoke else 60
-    paths, finals, tex = {}, {}, []
+    paths, finals, tex, shown = {}, {}, [], []
     for name, opt in optimizers().items():
         t1, t2 = sg.param("theta1", START[0]), sg.param("theta2", START[1])
         f = valley(t1, t2)
@@ -40,6 +40,7 @@ def main(argv=None):
         rule = opt.formulas()
         print("  " + sg.pretty(rule).replace("\n", "\n  "))
         tex.append(f"% {name}\n{sg.latex(rule)}")
+        shown += [name, rule]
         step = sg.compile_step(f, opt, inputs=[])
         path = [(float(t1.value), float(t2.value))]
         for _ in range(steps):
@@ -49,6 +50,7 @@ def main(argv=None):
         finals[name] = float(valley(*path[-1]))
         print(f"  after {steps} steps: θ = ({path[-1][0]:.3f}, {path[-1][1]:.3f}), f = {finals[name]:.2e}")
     write(args.out, "update_rules.tex", "\n\n".join(tex))
+    formulas(args.out, "update_rules", shown)
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))

@@ -10,7 +10,7 @@ import numpy as np
 import sympy
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import formulas, pyplot, savefig, setup, write
 
 
 def main(argv=None):
@@ -26,6 +26,7 @@ def main(argv=None):
         print(sg.pretty(d1, lhs=f"{name}′(z)"))
         print(sg.pretty(d2, lhs=f"{name}″(z)"))
         write(args.out, f"{name}.tex", f"{sg.latex(act(z))}\n{sg.latex(d1)}\n{sg.latex(d2)}")
+        formulas(args.out, name, [(f"{name}(z)", act(z)), (f"{name}′(z)", d1), (f"{name}″(z)", d2)])
 
     # a small network with swish hidden units learns XOR
     X = sg.var("X", shape=("batch", 2))

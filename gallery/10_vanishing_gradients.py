@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import digits_split, pyplot, savefig, setup, write
 
 DEPTH = 20  # weight matrices in every network
@@ -103,6 +104,8 @@ def formulas(out) -> list[str]:
     lines += ["Backprop through a 3-layer sigmoid MLP: every layer multiplies δ by σ′(Z) and by Wᵀ",
               sg.pretty(eqs), ""]
     write(out, "backprop_equations.tex", eqs.latex() + "\n\n" + chain.latex())
+    _common.formulas(out, "backprop_equations", [("σ′(z)", dsig), "A chain of four sigmoids, w = 1, x = 0.5", chain,
+                                                 "A 3-layer sigmoid MLP", eqs])
 
     lines += ["The course notes' numbers: one weight w multiplied 1000 times (a 1000-step chain),"]
     lines += [f"  w = {w}: w¹⁰⁰⁰ = {w ** 1000:.4g}" for w in (1.0, 1.01, 0.99, 0.01)]
@@ -170,6 +173,7 @@ def main(argv=None):
         print(f"\nexploding: sg.fit(..., max_grad_norm=1000) stopped it: {str(e).splitlines()[0][:300]}")
     print("Gradient clipping rescales g to length at most c before the step:")
     print(sg.pretty(sg.optim.SGD(lr=0.01, clip_norm=1.0).formulas()))
+    _common.formulas(args.out, "clipping", ["SGD with clip_norm = 1", sg.optim.SGD(lr=0.01, clip_norm=1.0).formulas()])
 
     plot_over_layers(args.out, init_norms)
     plot_over_training(args.out, histories)

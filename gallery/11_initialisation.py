@@ -18,6 +18,7 @@ import numpy as np
 import sympy
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 from symgrad.formulas.printing import join_pretty
 
@@ -106,6 +107,7 @@ def symmetry(out, steps: int) -> dict:
     print("\nSymmetry, on the course's 3-3-3-2 network (x = [1.5, 2.5, 3], y = [1, 0], no biases):")
     L, *_ = course_network(*starts["zeros"])
     print(sg.pretty(sg.backprop_equations(L)))
+    _common.formulas(out, "symmetry", ["The 3-3-3-2 network", sg.backprop_equations(L)])
     print("With W₃ = 0 (or with equal rows, as the notes' W₃ of ones) δ_h₂ = W₃ᵀ(…) has equal entries or is 0,")
     print("so every unit of a layer gets the same gradient; the rows of W₁ and W₂ move together.")
     result = {}
@@ -147,6 +149,8 @@ def main(argv=None):
     n, var_w, var_x, var_z = sympy.symbols("n Var(w) Var(x) Var(z)", positive=True)
     print("A unit z = Σᵢ wᵢxᵢ over n inputs, weights and inputs independent with mean 0:")
     print(sg.pretty(sympy.Eq(var_z, n * var_w * var_x)))
+    _common.formulas(args.out, "variance", [sympy.Eq(var_z, n * var_w * var_x), "Xavier (tanh), He (ReLU)",
+                                            sympy.Eq(var_w, 1 / n), sympy.Eq(var_w, 2 / n)])
     print(join_pretty(["so Var(z) = Var(x) when ", sympy.Eq(var_w, 1 / n), " (Xavier, for tanh); ReLU zeroes half "
                        "of its inputs and needs ", sympy.Eq(var_w, 2 / n), " (He)"]))
     lines = variance_rules()

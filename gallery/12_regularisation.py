@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 N_TRAIN, N_VAL, NOISE, WIDTH = 15, 200, 0.3, 64
@@ -137,6 +138,9 @@ def formulas(out) -> None:
     print(f"on 100,000 ones: fraction set to 0 = {np.mean(sample == 0):.4f} (p = {P_DROP}), "
           f"mean = {sample.mean():.4f} (E[D] = H = 1)")
     write(out, "regularisation_equations.tex", l2.latex() + "\n\n" + drop.latex())
+    _common.formulas(out, "regularisation_equations", ["L2 penalty", l2, "SGD with weight_decay",
+                                                       sg.optim.SGD(lr=0.1, weight_decay=LAMBDA).formulas(),
+                                                       "Inverted dropout", drop])
     dot = sg.draw(sg.losses.mse(sg.dropout(H, P_DROP, name="D") @ W2, Y, name="L"), backward=True)
     print(f"wrote {sg.render(dot, out / 'dropout_backward.svg')}")
 

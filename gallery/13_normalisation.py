@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import digits_split, pyplot, savefig, setup, write
 
 DEPTH, WIDTH, MOMENTUM = 10, 32, 0.1
@@ -56,6 +57,7 @@ def equations(out) -> dict:
               f"h = X⋅V → {norm.name} → tanh(⋅)⋅W → L = Σ:")
         print(sg.pretty(eq))
         write(out, f"{kind}_norm_equations.tex", eq.latex())
+        _common.formulas(out, f"{kind}_norm_equations", [f"{kind.capitalize()} norm", eq])
         feeds = {X: xs}
         values = eq.evaluate(feeds)
         stats = sg.evaluate([h, *[n for n in sg.Graph(L).order if n.name in (f"{norm.name}.xhat",)]], feeds)
@@ -81,6 +83,7 @@ def running_statistics(out) -> dict:
           "updated by every compiled training step:")
     print(sg.pretty(rules))
     write(out, "running_statistics.tex", rules.latex())
+    _common.formulas(out, "running_statistics", ["Running statistics", rules])
     dot = sg.draw(L, backward=True, values={X: xs})
     print(f"wrote {sg.render(dot, out / 'batch_norm_backward.svg')} (the training graph on those samples, "
           f"before the step)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import digits_split, pyplot, savefig, setup, write
 
 BLOCKS, WIDTH, BRANCH_STD = 30, 32, 0.1
@@ -42,6 +43,7 @@ def chain_rule(out) -> dict:
     dH = float(w1.value * w2.value * (1 - np.tanh(w1.value * 0.5) ** 2))
     print(f"the skip path contributes 1, the path through H ∂H/∂x = {dH:.6f}: ∂a/∂x = 1 + {dH:.6f} = {1 + dH:.6f}")
     write(out, "chain_rule.tex", chain.latex())
+    _common.formulas(out, "chain_rule", ["One residual block, a = x + H(x)", chain])
     dot = sg.draw(a, backward=True, values=feeds, wrt=[x], formulas=True)
     print(f"wrote {sg.render(dot, out / 'residual_block_chain_rule.svg')}")
 
@@ -72,6 +74,7 @@ def matrix_block(out) -> None:
     print("\nThe same block on a batch, A = X + tanh(X⋅W + b), L = Σ A ⊙ A: ∂L/∂X has the skip term δ_A")
     print(sg.pretty(eq))
     write(out, "residual_block_equations.tex", eq.latex())
+    _common.formulas(out, "residual_block_equations", ["The block on a batch", eq])
     dot = sg.draw(L, backward=True, wrt=[X, W, b], values={X: rng.normal(size=(4, 3))}, formulas=True)
     print(f"wrote {sg.render(dot, out / 'residual_block_backward.svg')}")
 

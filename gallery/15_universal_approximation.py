@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 LOW, HIGH = -2.0, 2.0
@@ -114,6 +115,10 @@ def main(argv=None):
     write(args.out, "formulas.txt", "\n".join(text + [""] + vector))
     write(args.out, "formulas.tex", "\n\n".join([sg.latex(y), sg.latex(sg.grad(y, w[0])), sg.latex(Y),
                                                  sg.backprop_equations(L).latex()]))
+    _common.formulas(args.out, "formulas", [
+        ("y", y), ("∂y/∂c₁", sg.grad(y, c[0])), ("∂y/∂w₁", sg.grad(y, w[0])), ("∂y/∂b₁", sg.grad(y, b[0])),
+        "For any N (vectors w, b, c; a batch of inputs)", ("y", Y), sg.formula(Y, notation="index"),
+        sg.backprop_equations(L)])
 
     xs = np.linspace(LOW, HIGH, POINTS)
     print(f"\nTarget f(x) = sin(3x) + x/2 on [{LOW:g}, {HIGH:g}], {POINTS} points.")

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 FILTERS = 16
@@ -126,6 +127,7 @@ def main(argv=None):
     print(eqs.pretty())
     write(args.out, "formulas.txt", "\n".join(text + field + ["", stride2, grad_line, "", eqs.pretty()]))
     write(args.out, "formulas.tex", eqs.latex())
+    _common.formulas(args.out, "formulas", ["Conv2d → ReLU → MaxPool2d → Linear, in index notation", eqs])
     path = sg.render(sg.draw(loss, backward=True, collapse=True), args.out / "cnn_collapsed.svg")
     print(f"wrote {path}")
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 NOTES = ["The course contents are well organized", "Text is something different from images"]
@@ -122,6 +123,7 @@ def main(argv=None):
     print("\n".join(formula))
     write(args.out, "pipeline.txt", "\n".join(lines + onehot_lines + formula))
     write(args.out, "formulas.tex", eqs.latex())
+    _common.formulas(args.out, "formulas", ["Embedding → mean over the ids → linear → cross-entropy", eqs])
     print(f"wrote {sg.render(sg.draw(m['loss'], backward=True, collapse=True), args.out / 'embed_backward.svg')}")
 
     steps = 60 if args.smoke else 300

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 TOKENS = ("a¹", "a²", "a³", "a⁴")
@@ -166,6 +167,13 @@ def main(argv=None):
     print("\n".join(heads))
     write(args.out, "formulas.txt", "\n".join(text + lines + table + heads))
     write(args.out, "formulas.tex", sg.latex(sg.attention(*(sg.var(n, shape=("seq", D)) for n in "QKV"))))
+    qkv, qkv4 = [sg.var(n, shape=("seq", D)) for n in "QKV"], [sg.var(n, shape=("batch", "heads", "seq", D)) for n in "QKV"]
+    _common.formulas(args.out, "formulas", [
+        f"Scaled dot-product attention, d = {D}", ("out", sg.attention(*qkv)),
+        "Causal: the future is −∞ before the softmax", ("out", sg.attention(*qkv, causal=True, name="masked")),
+        "Rank-4 scores (batch, heads, seq, d) in index notation",
+        sg.formula(next(n for n in sg.Graph(sg.attention(*qkv4, causal=True)).order if n.name == "attn.scores"),
+                   notation="index")])
     path = sg.render(sg.draw(mh["y"], show=("name", "op", "shape")), args.out / "multihead_shapes.svg")
     print(f"wrote {path}")
     heatmaps(args.out, ex, mh)

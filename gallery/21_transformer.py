@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 VOCAB, T, D_MODEL, HEADS, FF = 10, 5, 16, 2, 32
@@ -72,6 +73,8 @@ def main(argv=None):
              sg.pretty(sg.nn.LayerNorm(4, name="ln")(ln), notation="index")]
     print("\n".join(text))
     write(args.out, "formulas.txt", "\n".join(text))
+    _common.formulas(args.out, "formulas", ["Layer norm of one row in index notation",
+                                            sg.formula(sg.nn.LayerNorm(4, name="ln")(ln), notation="index")])
     path = sg.render(sg.draw(loss, collapse=True), args.out / "transformer_collapsed.svg")
     print(f"wrote {path}")
     path = sg.render(sg.draw(loss, backward=True, collapse=True), args.out / "transformer_backward_collapsed.svg")

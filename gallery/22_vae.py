@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 import symgrad as sg
+import _common
 from _common import pyplot, savefig, setup, write
 
 PIXELS = 64
@@ -117,6 +118,11 @@ def main(argv=None):
     print(eqs.pretty())
     write(args.out, "formulas.txt", "\n".join(lines + [""] + kl + ["", eqs.pretty()]))
     write(args.out, "formulas.tex", eqs.latex())
+    mu, s = sg.var("μ"), sg.var("s")
+    kl_one = sg.losses.kl_normal(mu, s)
+    _common.formulas(args.out, "formulas", [
+        "KL(𝒩(μ, σ²) ‖ 𝒩(0, 1)) for one latent dim, s = log σ²", ("KL", kl_one), ("∂KL/∂μ", sg.grad(kl_one, mu)),
+        ("∂KL/∂s", sg.grad(kl_one, s)), "The VAE's forward and backward pass", eqs])
     path = sg.render(sg.draw(m["loss"], backward=True, collapse=True), args.out / "vae_collapsed.svg")
     print(f"wrote {path}")
 

@@ -58,3 +58,51 @@ def digits_split(smoke: bool, smoke_val: int = 100):
     n_train, n_val = (300, smoke_val) if smoke else (1400, 397)
     tr, va = order[:n_train], order[n_train:n_train + n_val]
     return {"X": X[tr], "Y": y[tr]}, {"X": X[va], "Y": y[va]}
+
+
+def formulas(out: Path, name: str, items, title: str | None = None) -> Path:
+    """Typeset formulas for the gallery page: write ``<name>.math.html``, which ``symgrad gallery`` puts on
+    ``index.html`` as MathML (typeset by the browser, nothing fetched), each formula with its unicode
+    text and LaTeX source in a fold-out underneath.
+
+    ``items``: a list of
+      - formulas: a Node, a SymPy expression, ``sg.chain_rule(...)``, ``sg.backprop_equations(...)``,
+        ``opt.formulas()``, an index formula — anything ``sg.pretty`` prints;
+      - ``(lhs, formula)`` pairs: ``lhs`` a name (``"ŷ"``, ``"z1"``) or ``"∂L/∂w"`` (typeset as a fraction);
+      - strings: a caption shown above the next formula (``"Adam"``).
+
+    Systems of equations (backprop equations, update rules, loops through time) come out as one table row
+    per equation, aligned on ``=``.  Call it next to the ``print`` and ``.tex`` lines it mirrors, e.g.
+    ``formulas(args.out, "formulas", [("L", L), ("∂L/∂w", dw), sg.chain_rule(L, w, feeds)])``.
+    """
+    import html
+    import re
+
+    import sympy
+
+    import symgrad as sg
+    from symgrad.formulas.mathml import _PARTIAL
+    from symgrad.formulas.printing import _resolve, partial_latex, to_latex
+
+    def latex_lhs(lhs: str, obj) -> str:
+        m = _PARTIAL.match(lhs)
+        if m:
+            return partial_latex(sympy.Symbol(m["num"]), sympy.Symbol(m["den"]))
+        if hasattr(obj, "renamed"):  # an index formula takes a name
+            return lhs
+        plain = re.fullmatch(r"[^\W\d][\w.]*", lhs)
+        return to_latex(sympy.Symbol(lhs)) if plain else r"\text{%s}" % lhs
+
+    parts = [f"<h4>{html.escape(title)}</h4>"] if title else []
+    for item in items:
+        if isinstance(item, str):
+            parts.append(f'<p class="caption">{html.escape(item)}</p>')
+            continue
+        lhs, obj = item if isinstance(item, tuple) else (None, item)
+        obj = _resolve(obj, "formulas", {})
+        text = sg.pretty(obj, lhs=lhs)
+        tex = sg.latex(obj, lhs=latex_lhs(lhs, obj) if lhs is not None else None)
+        parts.append('<div class="formula">' + sg.mathml(obj, lhs=lhs)
+                     + f'<details class="src"><summary>text · LaTeX</summary><pre>{html.escape(text)}</pre>'
+                     f"<pre>{html.escape(tex)}</pre></details></div>")
+    return write(out, f"{name}.math.html", "\n".join(parts))

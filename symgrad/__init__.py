@@ -17,6 +17,7 @@ from .errors import (FeedError, GradError, GradientCheckError, GraphError, NotDi
 from .evaluate import evaluate
 from . import formulas
 from .formulas import backprop_equations, chain_rule, formula, latex, pretty
+from .formulas import mathml
 from .graph import Graph, Node
 from .ops import (abs, add, const, cos, div, equal, exp, expand_dims, greater, greater_equal, leaky_relu, log, log_softmax, matmul, max, maximum,
                   mean, mul, neg, one_hot, param, pow, relu, reshape, sigmoid, sign, sin, softmax, softplus, sqrt, sub,

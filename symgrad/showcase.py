@@ -3,8 +3,12 @@
 Each gallery script is a numbered file ``gallery/NN_topic.py`` with a
 ``main(argv)`` that takes ``--out DIR`` (and ``--smoke`` for a fast run),
 prints what it shows and writes SVG, PNG and text files into ``DIR``.
-The index shows every example's printed text, drawings, plots and LaTeX
-source; it needs no network to view.
+The index shows every example's typeset formulas, printed text, drawings,
+plots and LaTeX source; it needs no network to view.  Formulas are MathML,
+typeset by the browser itself: a script writes them with
+``gallery/_common.formulas`` into ``<name>.math.html`` fragments (each
+formula with its unicode text and LaTeX in a fold-out), which the index
+puts at the top of the example's section.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from .errors import SymgradError
 from .files import atomic_write, ensure_folder
 
 SCRIPT_RE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
+#: the ending of the HTML fragments of typeset formulas a gallery script writes (``gallery/_common.formulas``)
+MATH_SUFFIX = ".math.html"
 
 
 def find_gallery(directory: str | os.PathLike | None = None) -> Path:
@@ -100,13 +106,32 @@ def _title(name: str) -> str:
     return f"{m.group(1)} · {words}" if m else name
 
 
-def write_index(out: Path, results: list[Result]) -> Path:
-    """An ``index.html`` showing every example's text, images and LaTeX."""
+def collected(out: str | os.PathLike, only: str | None = None) -> list[Result]:
+    """The results of an earlier :func:`run` into ``out``, read back from its folders (the printed text from
+    each ``output.txt``), so the page can be written again without running anything; ``only`` picks one
+    example (``"07"``, ``"07_optimizers"`` or ``"optimizers"``).
+
+    :class:`~symgrad.errors.SymgradError` if ``out`` holds no gallery output or nothing matches ``only``.
+    """
+    out = Path(out)
+    found = sorted(p for p in out.iterdir() if p.is_dir() and SCRIPT_RE.match(p.name + ".py")) if out.is_dir() else []
+    if only:
+        found = [p for p in found if only in (p.name, p.name[:2], p.name[3:])]
+    if not found:
+        raise SymgradError(f"no gallery output{f' for {only!r}' if only else ''} in {out}; run `symgrad gallery "
+                           f"--out {out}` first")
+    return [Result(p.name, p, 0, 0.0, (p / "output.txt").read_text(encoding="utf-8", errors="replace")
+                   if (p / "output.txt").is_file() else "", "") for p in found]
+
+
+def write_index(out: Path, results: list[Result], filename: str = "index.html") -> Path:
+    """An ``index.html`` (or ``filename``) showing every example's typeset formulas, text, images and LaTeX."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>symgrad gallery</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>symgrad gallery</h1>",
-             "<p>Formulas are shown as readable unicode and as LaTeX source; drawings are SVG, plots PNG. "
-             "Everything on this page is local.</p>", "<nav><ul>"]
+             "<p>Formulas are typeset MathML (each with its unicode text and LaTeX source under "
+             "<em>text · LaTeX</em>); drawings are SVG, plots PNG. Everything on this page is local.</p>",
+             "<nav><ul>"]
     for r in results:
         parts.append(f'<li><a href="#{html.escape(r.name)}">{html.escape(_title(r.name))}</a></li>')
     parts.append("</ul></nav>")
@@ -114,11 +139,16 @@ def write_index(out: Path, results: list[Result]) -> Path:
         status = "" if r.returncode == 0 else f' <span class="fail">failed (exit {r.returncode})</span>'
         parts.append(f'<section id="{html.escape(r.name)}"><h2>{html.escape(_title(r.name))}{status}</h2>')
         parts.append(f'<p class="meta">ran in {r.seconds:.1f} s · files in <code>{html.escape(r.out.name)}/</code></p>')
+        files = sorted(p for p in r.out.iterdir() if p.is_file() and p.name != "output.txt")
+        typeset = [p for p in files if p.name.endswith(MATH_SUFFIX)]
+        if typeset:
+            parts.append('<h3>Formulas</h3><div class="maths">')
+            parts += [p.read_text(encoding="utf-8", errors="replace") for p in typeset]
+            parts.append("</div>")
         if r.stdout.strip():
             parts.append(f"<h3>What it prints</h3><pre>{html.escape(r.stdout.rstrip())}</pre>")
         if r.returncode != 0 and r.stderr.strip():
             parts.append(f'<pre class="err">{html.escape(r.stderr.strip()[-3000:])}</pre>')
-        files = sorted(p for p in r.out.iterdir() if p.is_file() and p.name != "output.txt")
         images = [p for p in files if p.suffix in (".svg", ".png")]
         if images:
             parts.append('<div class="figs">')
@@ -137,7 +167,7 @@ def write_index(out: Path, results: list[Result]) -> Path:
                              f"<pre>{html.escape(text[:20000])}</pre></details>")
         parts.append("</section>")
     parts.append("</body></html>")
-    path = out / "index.html"
+    path = Path(out) / filename
     atomic_write(path, "\n".join(parts))
     return path
 
@@ -156,4 +186,10 @@ pre.err{background:#fff5f5;border-color:#feb2b2}
 max-width:100%;box-sizing:border-box;overflow-x:auto}figure img{max-width:100%;height:auto;display:block}
 figure.drawing img{max-width:none}figcaption{font-size:.8em;color:#666}
 details{margin:.5em 0}summary{cursor:pointer;color:#2b6cb0}
+math{font-family:'Latin Modern Math','STIX Two Math','DejaVu Math TeX Gyre','Cambria Math',math;font-size:1.12em}
+.maths{background:#fcfcfd;border:1px solid #e1e4e8;padding:.2em 1em}
+.formula{overflow-x:auto;border-bottom:1px dotted #e1e4e8;padding:.1em 0}.formula:last-child{border-bottom:0}
+.formula math[display=block]{margin:.5em 0}
+details.src{margin:0 0 .4em}details.src summary{font-size:.75em;color:#888}
+.caption{margin:.8em 0 0;font-weight:600;color:#444}.maths h4{margin:.8em 0 .2em}
 """

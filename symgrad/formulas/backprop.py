@@ -105,6 +105,21 @@ class BackpropEquations(Printable):
         sep = r" \\[6pt] " if rows and back else ""
         return r"\begin{aligned}" + r" \\ ".join(rows) + sep + r" \\ ".join(back) + r"\end{aligned}"
 
+    def mathml(self) -> str:
+        """The rows of :meth:`latex` as a MathML table, one row per equation aligned on ``=``."""
+        from ..random import describe_distribution
+        from .mathml import Row, index_row, partial, table, words
+
+        def row(e):
+            if isinstance(e.rhs, Printable):  # index notation: the formula writes its own left-hand side
+                return index_row(e.rhs)
+            return Row(partial(self.loss_symbol, e.lhs) if e.kind == "grad" else e.lhs, e.rhs)
+        rows = [Row(sympy.Symbol(r.name), words(describe_distribution(r).split(" ~ ", 1)[1]), "∼")
+                for r in self._randoms()]
+        rows += [row(e) for e in self.forward]
+        back = [row(e) for e in self.equations]
+        return table(rows + back, gap_before=[len(rows)] if rows and back else [])
+
     def evaluate(self, feeds: Mapping | None = None, *, seed: Any = None) -> dict[str, Any]:
         """Numbers for every equation, computed from the printed right-hand sides.
 

@@ -36,6 +36,10 @@ class SumOverSteps:
     def latex(self) -> str:
         return r"\sum_{t} " + to_latex(self.term)
 
+    def mathml(self) -> str:
+        from .mathml import row, sum_over
+        return row(sum_over("t"), self.term)
+
 
 class LoopBackprop(Printable):
     """The result of :func:`symgrad.backprop_equations` for a loss computed by loops.
@@ -107,6 +111,35 @@ class LoopBackprop(Printable):
                               if isinstance(x, Block) else to_latex(x) for x in parts)
             back.append(r"%s &= %s" % (partial_latex(sympy.Symbol(self.loss_name), sympy.Symbol(p.name)), text))
         return r"\begin{aligned}" + r" \\ ".join(rows) + r" \\[6pt] " + r" \\ ".join(back) + r"\end{aligned}"
+
+    def mathml(self) -> str:
+        """The rows of :meth:`latex` as a MathML table aligned on ``=``, each loop under its ``for t = …``."""
+        from ..ops.index import key_text
+        from .mathml import Heading, Row, cell, index_row, mo, partial, row, sum_over, table, words
+        rows = []
+        for sec, eqs, init in self.forward:
+            rows.append(Heading(f"for {sec.header}:"))
+            rows += [Row(lhs, rhs) for lhs, rhs, *_ in eqs]
+            rows += [Row(lhs, rhs) for lhs, rhs in init + sec.definitions]
+        rows.append(index_row(self.loss_expr) if isinstance(self.loss_expr, Printable)
+                    else Row(sympy.Symbol(self.loss_name), self.loss_expr))
+        back = []
+        for sec, eqs, init in self.backward:
+            back += [Row(lhs, rhs) for lhs, rhs in init]
+            back.append(Heading(f"for {sec.header}:"))
+            back += [Row(lhs, sec.shown(rhs, off)) for lhs, rhs, _, off in eqs]
+        for p, parts in self.grads:
+            terms = []
+            for k, x in enumerate(parts):
+                terms += [mo("+")] if k else []
+                if isinstance(x, SumOverSteps):
+                    terms.append(row(sum_over("t"), x.section.shown(x.term, 0)))
+                elif isinstance(x, Block):
+                    terms.append(row(words(f"[{key_text(x.key, p.shape)}]"), mo("←"), x.symbol))
+                else:
+                    terms.append(cell(x))
+            back.append(Row(partial(sympy.Symbol(self.loss_name), sympy.Symbol(p.name)), row(*terms)))
+        return table(rows + back, gap_before=[len(rows)])
 
     # ------------------------------------------------------------------ numbers
     def evaluate(self, feeds: Mapping | None = None, *, seed: Any = None) -> dict[str, np.ndarray]:

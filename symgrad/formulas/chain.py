@@ -121,6 +121,22 @@ class ChainRule(Printable):
             body += r"\qquad \text{where } " + defs
         return body
 
+    def mathml(self) -> str:
+        """The rows of :meth:`latex` as a MathML table aligned on ``=``, the definitions beside it."""
+        from .mathml import Row, joined, partial, row, table, where, words
+        y, x = self._sym(self.output), self._sym(self.wrt)
+        symbolic = [row(*[partial(self._sym(f.output), self._sym(f.input)) for f in p.factors]) if p.factors
+                    else words("1") for p in self.paths]
+        rows = [Row(partial(y, x), joined(symbolic, "+") if symbolic else words("0"))]
+        if self.paths:
+            factors = [joined([row("<mo>(</mo>", f.expr, "<mo>)</mo>") for f in p.factors], "·") if p.factors
+                       else words("1") for p in self.paths]
+            rows.append(Row("", joined(factors, "+")))
+        rows.append(Row("", self.total))
+        if self.value is not None:
+            rows.append(Row("", words(number_text(self.value))))
+        return where(table(rows), [Row(s, d) for s, d in self.definitions])
+
     def __repr__(self) -> str:
         return f"<ChainRule ∂{self.output.describe()}/∂{self.wrt.describe()}: {len(self.paths)} path(s)>"
 

@@ -513,6 +513,10 @@ class IndexFormula(Printable):
         printer = _printers()[0]()
         return f"{printer.doprint(self.lhs)} = {printer.doprint(self.rhs)}"
 
+    def mathml(self) -> str:
+        from .mathml import mo, row, to_mathml
+        return row(to_mathml(self.lhs), mo("="), to_mathml(self.rhs))
+
     def pretty(self) -> str:
         from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
         from sympy.printing.pretty.stringpict import prettyForm

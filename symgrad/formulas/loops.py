@@ -333,6 +333,16 @@ class LoopFormula(Printable):
             parts.append(r"\quad\text{where, for } %s:\quad \begin{aligned}%s\end{aligned}" % (t, r" \\ ".join(rows)))
         return "".join(parts)
 
+    def mathml(self) -> str:
+        """``expr``, then each loop's equations at step t as a MathML table beside it."""
+        from .mathml import Row, cell, where
+        body = cell(self.expr)
+        for sec, eqs, init in self.sections:
+            rows = [Row(lhs, sec.shown(rhs, off)) for lhs, rhs, _, off in eqs]
+            rows += [Row(lhs, rhs) for lhs, rhs in init + sec.definitions]
+            body = where(body, rows, f"where, for {sec.header}:")
+        return body
+
 
 def loop_formula(node: Node) -> LoopFormula:
     """:func:`symgrad.formula` of a node whose graph holds loops."""

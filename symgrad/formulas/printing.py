@@ -222,6 +222,10 @@ class Printable:
     def pretty(self) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def mathml(self) -> str:  # pragma: no cover - overridden
+        """MathML (an element, without ``<math>``; see :func:`symgrad.mathml`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no MathML form")
+
     def __str__(self) -> str:
         return self.pretty()
 
@@ -243,6 +247,10 @@ class WithDefinitions(Printable):
     def latex(self) -> str:
         defs = r",\; ".join(r"%s = %s" % (to_latex(s), to_latex(d)) for s, d in self.definitions)
         return to_latex(self.expr) + r"\qquad \text{where } " + defs
+
+    def mathml(self) -> str:
+        from .mathml import cell, where
+        return where(cell(self.expr), self.definitions)
 
 
 def _resolve(obj: Any, what: str, kwargs: dict) -> Any:

@@ -64,3 +64,8 @@ class UpdateFormulas(Printable, dict):
     def latex(self) -> str:
         rows = [f"{to_latex(sympy.Symbol(name))} &\\leftarrow {to_latex(expr)}" for name, expr in self.items()]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def mathml(self) -> str:
+        """One row per update, ``lhs ← rhs``, as a MathML table."""
+        from ..formulas.mathml import Row, table
+        return table([Row(sympy.Symbol(name), expr, "←") for name, expr in self.items()])
