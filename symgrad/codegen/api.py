@@ -379,6 +379,13 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
         return get_backend(backend, "compile_step").compile_step(
             loss, optimizer, inputs, outputs, params=params, dtype=dtype, reuse_buffers=reuse_buffers, seed=seed,
             eval_loss=eval_loss, eval_outputs=eval_outputs)
+    loss, ins, outs, ps, evaluation = step_arguments(loss, inputs, outputs, params, eval_loss, eval_outputs)
+    return StepFunction(loss, optimizer, ins, outs, ps, dtype, reuse_buffers, seed, evaluation)
+
+
+def step_arguments(loss: Node, inputs, outputs, params, eval_loss, eval_outputs) -> tuple:
+    """:func:`compile_step`'s arguments checked (for every backend): ``(loss, inputs, outputs, params,
+    evaluation)``, evaluation None or ``(eval_loss, eval_outputs)``."""
     if not isinstance(loss, Node):
         raise GraphError(f"compile_step: loss must be a Node, got {type(loss).__name__}")
     if loss.shape != ():
@@ -412,4 +419,4 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
             raise GraphError(f"compile_step: the evaluation graph uses vars {extra} that are not among the inputs "
                              f"{[n.name for n in ins]}")
         evaluation = (eval_loss, eouts)
-    return StepFunction(loss, optimizer, ins, outs, list(ps), dtype, reuse_buffers, seed, evaluation)
+    return loss, ins, outs, list(ps), evaluation

@@ -1,0 +1,289 @@
+"""The Numba backend's IR pass: groups of elementwise values (and a sum or mean at their root) become
+one value whose op is a fused kernel (:mod:`.numba_kernels`).
+
+:func:`fuse` runs on a :class:`~symgrad.codegen.schedule.Program` after lowering and rewriting and
+before planning, so scheduling, liveness, buffer reuse and naming then treat a kernel like any op: it
+may write over a dead temporary of its shape or straight into a param's array (an optimizer update),
+and its value carries the nodes of the group's root, whose name and ``# grad of:`` comment it gets.
+
+A value joins the group of the value that reads it when it is elementwise with printable scalar code,
+has that value's shape (no work is repeated), and nothing else reads it (no output, store or second
+reader).  Groups of fewer than ``min_ops`` ops stay NumPy calls: a lone ``np.tanh`` is as fast as a
+loop, and every kernel costs a Numba compile.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..codegen.ir import Value
+from ..codegen.names import float_literal
+from ..codegen.schedule import Program
+from ..ops.base import OpDef
+from .numba_kernels import digest, index_text, kernel_source, load_kernel, scalar_code
+
+
+def _no_sym(*args, **kwargs):  # pragma: no cover  kernels exist only inside the compiler
+    raise NotImplementedError("a fused Numba kernel has no formula")
+
+
+@dataclasses.dataclass
+class Kernel:
+    """One fused kernel: its source, the Numba dispatcher, and the global name the driver calls it by."""
+
+    source: str
+    fn: Any
+    name: str
+    ops: list[str]
+
+
+def _broadcast_index(arg_shape: tuple, loop_shape: tuple) -> tuple | None:
+    """The index of an input of ``arg_shape`` at each point of a loop over ``loop_shape``, or None
+    when it does not broadcast there statically."""
+    k, m = len(loop_shape), len(arg_shape)
+    if m > k:
+        return None
+    idx = []
+    for a, d in enumerate(arg_shape):
+        j = a + k - m
+        if d == loop_shape[j]:
+            idx.append(f"i{j}")
+        elif d == 1:
+            idx.append("0")
+        else:
+            return None
+    return tuple(idx)
+
+
+def _reduce_spec(v: Value) -> tuple[str, tuple, bool] | None:
+    """``(kind, axes, keepdims)`` of a sum or mean value over normalised axes, else None."""
+    if v.role != "op" or v.op.reduction not in ("sum", "mean"):
+        return None
+    attrs = dict(v.attrs)
+    if set(attrs) - {"axis", "keepdims"} or not v.args:
+        return None
+    ndim = v.args[0].ndim
+    axis = attrs.get("axis")
+    if axis is None:
+        axes = tuple(range(ndim))
+    else:
+        axes = axis if isinstance(axis, tuple) else (axis,)
+        if not all(isinstance(a, int) and -ndim <= a < ndim for a in axes):
+            return None
+        axes = tuple(sorted({a % ndim for a in axes}))
+    keep = bool(attrs.get("keepdims", False))
+    want = tuple(1 if j in axes else d for j, d in enumerate(v.args[0].shape)) if keep else \
+        tuple(d for j, d in enumerate(v.args[0].shape) if j not in axes)
+    if tuple(v.shape) != want or ndim == 0:
+        return None
+    return v.op.reduction, axes, keep
+
+
+class Fuser:
+    """Finds the groups of one program and replaces each with a kernel value."""
+
+    def __init__(self, p: Program, min_ops: int = 3):
+        self.p, self.min_ops = p, min_ops
+        self.kernels: list[Kernel] = []
+        self._code: dict[int, str | None] = {}
+
+    def _elementwise(self, v: Value) -> bool:
+        """Whether ``v`` can be computed inside a loop (an elementwise op with scalar code)."""
+        if v.role != "op" or not v.op.elementwise or v.dtype != "float" or v.ndim == 0:
+            return False
+        if any(a.dtype != "float" or (a.role == "op" and a.op.outputs is not None) for a in v.args):
+            return False
+        if any(_broadcast_index(a.shape, v.shape) is None for a in v.args):
+            return False
+        if id(v) not in self._code:
+            self._code[id(v)] = scalar_code(v.op, v.attrs, [f"a{i}" for i in range(len(v.args))])
+        return self._code[id(v)] is not None
+
+    def run(self) -> list[Kernel]:
+        p = self.p
+        roots = list(p.out_vals) + [v for _, v in p.store_vals] + list(p.barrier_vals)
+        order = _topo(roots)
+        readers: dict[int, set[int]] = {}
+        for v in order:
+            for a in v.args:
+                readers.setdefault(id(a), set()).add(id(v))
+        external = {id(v) for v in roots}
+
+        def inlinable(a: Value, into: Value, shape: tuple) -> bool:
+            return (self._elementwise(a) and tuple(a.shape) == tuple(shape) and id(a) not in external
+                    and readers.get(id(a)) == {id(into)})
+
+        absorbed: set[int] = set()
+        replaced: dict[int, Value] = {}
+        for v in reversed(order):
+            if id(v) in absorbed or v.role != "op":
+                continue
+            red = _reduce_spec(v)
+            if red is None and not self._elementwise(v):
+                continue
+            loop_shape = tuple(v.args[0].shape) if red is not None else tuple(v.shape)
+            members: list[Value] = []  # the group's values, readers before what they read
+            stack = [v]
+            while stack:
+                u = stack.pop()
+                if any(m is u for m in members):
+                    continue
+                members.append(u)
+                for a in (u.args[:1] if (red is not None and u is v) else u.args):
+                    if inlinable(a, u, loop_shape) and not any(m is a for m in members):
+                        stack.append(a)
+            if red is not None and len(members) < 2:
+                continue  # a lone reduction stays np.sum
+            if len(members) < self.min_ops:
+                continue
+            new = self._kernel_value(v, members, red, loop_shape)
+            for m in members:
+                absorbed.add(id(m))
+            replaced[id(v)] = new
+        if not replaced:
+            return []
+        for v in order:
+            if id(v) not in absorbed:
+                v.args = tuple(replaced.get(id(a), a) for a in v.args)
+        for new in replaced.values():
+            new.args = tuple(replaced.get(id(a), a) for a in new.args)
+        sub = lambda x: replaced.get(id(x), x)  # noqa: E731
+        p.out_vals = [sub(v) for v in p.out_vals]
+        p.store_vals = [(leaf, sub(v)) for leaf, v in p.store_vals]
+        p.barrier_vals = [sub(v) for v in p.barrier_vals]
+        p.val = {n: sub(v) for n, v in p.val.items()}
+        return self.kernels
+
+    def _kernel_value(self, root: Value, members: list[Value], red, loop_shape: tuple) -> Value:
+        """The kernel computing ``members`` (``root`` first) and the value that calls it."""
+        inside = {id(m) for m in members}
+        ordered: list[Value] = []  # every member after the members it reads
+        done: set[int] = set()
+
+        def visit(u):
+            if id(u) in done:
+                return
+            done.add(id(u))
+            for a in u.args:
+                if id(a) in inside:
+                    visit(a)
+            ordered.append(u)
+        for u in reversed(members):
+            visit(u)
+        params: list[Value] = []  # the kernel's inputs, in order of first use
+        for u in ordered:
+            for a in u.args:
+                if id(a) not in inside and not (a.role == "const" and a.ndim == 0) and not any(q is a for q in params):
+                    params.append(a)
+        # flat: every array input has the loop's shape, so the kernel loops over 1-D arrays (one kernel, one
+        # Numba compile, for every rank); else a loop nest with each input read at its broadcast index
+        flat = len(loop_shape) > 1 and all(a.ndim == 0 or tuple(a.shape) == loop_shape for a in params) and (
+            red is None or len(red[1]) == len(loop_shape) and not red[2])
+        rank = 1 if flat else len(loop_shape)
+        index = [None if a.ndim == 0 else ("i0",) if flat else _broadcast_index(a.shape, loop_shape) for a in params]
+        texts: dict[int, str] = {}
+        body: list[tuple[str, str]] = []
+        elem_root = root if red is None else root.args[0]
+        result = ""
+        for u in ordered:
+            if u is root and red is not None:
+                continue
+            args = []
+            for a in u.args:
+                if id(a) in inside:
+                    args.append(texts[id(a)])
+                elif a.role == "const" and a.ndim == 0:
+                    args.append(float_literal(a.value))
+                else:
+                    k = next(i for i, q in enumerate(params) if q is a)
+                    args.append(index_text(f"x{k}", index[k]))
+            code = scalar_code(u.op, u.attrs, args)
+            if u is elem_root:
+                result = code
+            else:
+                temp = f"t{len(body)}"
+                body.append((temp, code))
+                texts[id(u)] = temp
+        plist = [(f"x{k}", index[k]) for k in range(len(params))]
+        reduce, dims_from = None, ()
+        if red is not None:
+            kind, axes, keep = red
+            axes = (0,) if flat else axes
+            kept = [j for j in range(rank) if j not in axes]
+            if keep:
+                out_index = ", ".join("0" if j in axes else f"i{j}" for j in range(rank))
+            else:
+                out_index = ", ".join(f"i{j}" for j in kept) if kept else None
+            reduce = (kind, axes, out_index)
+            dims_from = []
+            for j in range(rank):  # each loop length from an input that spans it
+                dims_from.append(next((f"x{k}", a.ndim - (len(loop_shape) - j) if not flat else 0)
+                                      for k, a in enumerate(params)
+                                      if a.ndim > 0 and (flat or (len(loop_shape) - j <= a.ndim and
+                                                                  a.shape[a.ndim - (len(loop_shape) - j)]
+                                                                  == loop_shape[j]))))
+        source = kernel_source(rank, plist, body, result, reduce, dims_from)
+        fn = load_kernel(source)
+        name = f"_nk_{digest(source)[:10]}"
+        self.kernels.append(Kernel(source, fn, name, [m.op.name for m in ordered]))
+        scalar_out = red is not None and reduce[2] is None
+        # a kernel writes its result in place only when no input is a view (which could overlap the buffer
+        # at other indices: NumPy's ufuncs copy then, a loop would read what it has overwritten); a reduction
+        # zeroes its result first: never in place
+        views = any(a.role == "op" and not a.op.fresh and a.ndim > 0 for a in params)
+        op = _kernel_op(name, fn, len(params), scalar_out, inplace=red is None and not views, flat=flat)
+        new = Value(op, tuple(params), (("shape", tuple(root.shape)),), root.shape, "float", order=root.order)
+        new.nodes = list(root.nodes)
+        return new
+
+
+def _kernel_op(name: str, fn, nin: int, scalar_out: bool, inplace: bool, flat: bool) -> OpDef:
+    """The internal op of one kernel call: ``name(x0, x1, out)``, into the buffer the planner gives it.
+    A flat kernel is handed its arrays as 1-D (``x.reshape(-1)``: a view of a C-ordered array, else a copy)
+    and its result is reshaped back; the arrays a result lands in in place (params, optimizer state, the
+    planner's buffers) are C-ordered, and a temporary that is not is rebound to the copy written."""
+
+    def emit(args, target, shape):
+        ins = [(f"{a}.reshape(-1)" if flat else a) if a.ndim > 0 else a if a.scalar else f"float({a})"
+               for a in args]
+        if scalar_out:
+            return f"_sc({name}({', '.join(ins)}))"
+        out = target.buffer if target.buffer is not None else f"np.empty({target.dims(shape)}, _DT)"
+        if flat:
+            return f"{name}({', '.join(ins + [out + '.reshape(-1)'])}).reshape({target.dims(shape)})"
+        return f"{name}({', '.join(ins + [out])})"
+
+    return OpDef(name="fused", nin=nin, shape=lambda nodes, **attrs: (), impl=fn, sym=_no_sym, vjp=None,
+                 label="fused", internal=True, foldable=False, emit=emit, inplace=inplace, fresh=True,
+                 preserves_dtype=True)
+
+
+def _topo(roots: list[Value]) -> list[Value]:
+    """Every value reachable from ``roots``, each after its operands."""
+    out: list[Value] = []
+    seen: set[int] = set()
+    for r in roots:
+        if id(r) in seen:
+            continue
+        stack = [(r, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if expanded:
+                out.append(v)
+                continue
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            stack.append((v, True))
+            for a in reversed(v.args):
+                if id(a) not in seen:
+                    stack.append((a, False))
+    return out
+
+
+def fuse(p: Program, min_ops: int = 3) -> list[Kernel]:
+    """Replace the fusible groups of ``p`` (before :meth:`Program.plan`) by kernel values."""
+    return Fuser(p, min_ops).run()
+
+
+__all__ = ["fuse", "Kernel", "Fuser"]

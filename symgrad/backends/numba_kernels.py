@@ -1,0 +1,215 @@
+"""Fused loops for the Numba backend: the scalar code of each op, the source of one kernel, and the
+on-disk and in-process caches of the compiled kernels.
+
+A kernel computes a group of elementwise ops (and, at its root, possibly a sum or mean over axes) in
+one loop nest over the output, reading each input at its broadcast index (``b[i1]`` for a bias of a
+``(batch, n)`` loop).  Its source uses generic names (``x0, x1, …`` for the inputs, ``t0, t1, …`` for
+the values inside the group, ``out`` for the result), so the kernels of equal expressions are one
+kernel whatever the model calls their values: the driver function names them (see
+:mod:`.numba_backend`).  The scalar code of an op comes from its declaration: its ufunc (``np.tanh``,
+or its infix operator) or its SymPy meaning printed as Python (``Piecewise`` as ``a if c else b``,
+symgrad's own functions as the calls of :mod:`.numba_scalar`).
+
+Each kernel's source is written, once and atomically, to ``<cache>/k_<hash of the source>.py`` and
+loaded from there with ``numba.njit(cache=True)``: Numba keys its cache on that file (path and
+modification time), so a kernel compiled once is loaded from disk by every later process.  The
+cache folder is ``$SYMGRAD_CACHE/numba`` or ``~/.cache/symgrad/numba`` (a temporary folder when
+neither can be written).
+
+>>> import sympy
+>>> from symgrad.ops import REGISTRY
+>>> scalar_code(REGISTRY["tanh"], (), ["a"]), scalar_code(REGISTRY["mul"], (), ["a", "b"])
+('np.tanh(a)', '(a * b)')
+>>> scalar_code(REGISTRY["sigmoid"], (), ["z"])
+'sigmoid(z)'
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from typing import Any, Sequence
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..ops.kernels import MASK_MUL
+from .numba_scalar import SCALAR_FUNCS
+
+_ARG = "zqarg{}"  # placeholder names of an op's operands while its SymPy meaning is printed
+
+
+class _ScalarPrinter(PythonCodePrinter):
+    """SymPy -> scalar Python for a Numba loop: symgrad's functions as :mod:`.numba_scalar` calls."""
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name in SCALAR_FUNCS:
+            return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+    def _print_Rational(self, expr):
+        return f"({float(expr)!r})"
+
+    def _print_Integer(self, expr):
+        return f"{float(expr)!r}"
+
+
+_PRINTED: dict[tuple, str | None] = {}
+#: ops whose NumPy implementation does more than their SymPy meaning says, at points the meaning leaves
+#: out (NaN = NaN counts as equal; x / 0 is 0): they stay NumPy calls
+_MEANING_DIFFERS = frozenset({"equal_nan", "div_or_zero"})
+
+
+def _printed(op, attrs: tuple) -> str | None:
+    """The op's SymPy meaning as scalar Python in the placeholders, or None when it cannot be printed."""
+    key = (id(op), attrs)
+    if key not in _PRINTED:
+        try:
+            ts = sympy.symbols(" ".join(_ARG.format(i) for i in range(op.nin)), real=True, seq=True)
+            expr = sympy.sympify(op.scalar(*ts, **dict(attrs)))
+            text = _ScalarPrinter({"strict": True, "fully_qualified_modules": True}).doprint(expr)
+            bad = expr.atoms(sympy.Symbol) - set(ts)
+            _PRINTED[key] = None if bad or "zoo" in text or "nan" in text.lower() else text
+        except Exception:  # noqa: BLE001  a meaning that does not print as Python: the op stays a NumPy call
+            _PRINTED[key] = None
+    return _PRINTED[key]
+
+
+def scalar_code(op, attrs: tuple, args: Sequence[str]) -> str | None:
+    """Scalar Python for ``op`` applied to the scalar expressions ``args``, or None (not fusible)."""
+    if op is MASK_MUL:  # g ⊙ 𝟙[x > 0], a compiler-internal op with no SymPy meaning
+        return f"({args[0]} * (1.0 if {args[1]} > 0 else 0.0))"
+    if op.ufunc is not None:
+        if op.infix and not op.ufunc_args and op.infix != "@":
+            return f"({op.infix}{args[0]})" if len(args) == 1 else f"({args[0]} {op.infix} {args[1]})"
+        return f"np.{op.ufunc}({', '.join(list(args) + list(op.ufunc_args))})"
+    if not op.elementwise or op.scalar is None or op.name in _MEANING_DIFFERS:
+        return None
+    text = _printed(op, tuple(attrs))
+    if text is None:
+        return None
+    for i in reversed(range(len(args))):  # zqarg10 before zqarg1
+        text = text.replace(_ARG.format(i), f"({args[i]})")
+    return text
+
+
+# ------------------------------------------------------------------ kernel source
+def kernel_source(ndim: int, params: Sequence[tuple[str, tuple | None]], body: Sequence[tuple[str, str]],
+                  result: str, reduce: tuple | None = None, dims_from: Sequence[tuple[str, int]] = ()) -> str:
+    """The source of one kernel ``kernel(x0, x1, …, out)``.
+
+    ndim : rank of the loop nest.
+    params : per input ``(name, index)``: index is None for a scalar, else one entry per input axis,
+        ``"i<k>"`` (the loop index of axis k) or ``"0"`` (a broadcast axis of length 1).
+    body : ``(temp, expression)`` computed in order at each point of the loop nest.
+    result : the expression of the value at each point.
+    reduce : None (elementwise: ``out`` has the loop's shape), or ``(kind, axes, out_index)``:
+        kind ``"sum"`` or ``"mean"``, the reduced loop axes, and the index of ``out`` at each point
+        (None for a full reduction returned as a float).
+    dims_from : per loop axis, ``(array, axis)`` whose length it is (default: ``out``'s).
+    """
+    names = [n for n, _ in params]
+    lines = ["import math", "import numpy as np", "from symgrad.backends.numba_scalar import "
+             + ", ".join(sorted(f for f in SCALAR_FUNCS)), "", ""]
+    full = reduce is not None and reduce[2] is None
+    lines.append(f"def kernel({', '.join(names + ([] if full else ['out']))}):")
+    for k in range(ndim):
+        src, axis = dims_from[k] if dims_from else ("out", k)
+        lines.append(f"    n{k} = {src}.shape[{axis}]")
+    if reduce is not None:
+        if full:
+            lines.append("    acc = 0.0")
+        else:
+            lines.append("    out.fill(0.0)")
+    ind = "    "
+    for k in range(ndim):
+        lines.append(f"{ind}for i{k} in range(n{k}):")
+        ind += "    "
+    for temp, expr in body:
+        lines.append(f"{ind}{temp} = {expr}")
+    if reduce is None:
+        idx = ", ".join(f"i{k}" for k in range(ndim))
+        lines.append(f"{ind}out[{idx}] = {result}")
+        lines.append("    return out")
+        return "\n".join(lines) + "\n"
+    kind, axes, out_index = reduce
+    count = " * ".join(f"n{k}" for k in axes) or "1"
+    if full:
+        lines.append(f"{ind}acc += {result}")
+        lines.append(f"    return acc / ({count})" if kind == "mean" else "    return acc")
+    else:
+        lines.append(f"{ind}out[{out_index}] += {result}")
+        if kind == "mean":
+            lines += ["    flat = out.reshape(-1)", f"    scale = 1.0 / ({count})",
+                      "    for k in range(flat.size):", "        flat[k] *= scale"]
+        lines.append("    return out")
+    return "\n".join(lines) + "\n"
+
+
+def index_text(name: str, index: tuple | None) -> str:
+    """``x0[i0, i1]`` (an array read at the loop point) or ``x0`` (a scalar)."""
+    return name if index is None else f"{name}[{', '.join(index) if index else '()'}]"
+
+
+# ------------------------------------------------------------------ compiling and caching
+_LOCK = threading.Lock()
+_COMPILED: dict[str, Any] = {}  # source hash -> the numba dispatcher (one per process)
+
+
+def cache_dir() -> str:
+    """Where kernel sources and Numba's cache of them live (created when missing)."""
+    root = os.environ.get("SYMGRAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "symgrad")
+    for folder in (os.path.join(root, "numba"), os.path.join(tempfile.gettempdir(), "symgrad_numba")):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    raise OSError("symgrad numba backend: no writable cache folder (set SYMGRAD_CACHE)")
+
+
+def digest(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:20]
+
+
+def _write_once(path: str, source: str) -> None:
+    """Write ``source`` to ``path`` atomically unless it is there already (its mtime is Numba's cache key)."""
+    if os.path.exists(path):
+        return
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_kernel(source: str, fname: str = "kernel"):
+    """The Numba dispatcher of ``fname`` in ``source``: from this process's cache, else from the
+    kernel's file (written once), compiled on first call or loaded from Numba's on-disk cache."""
+    key = digest(source)
+    with _LOCK:
+        got = _COMPILED.get(key)
+        if got is not None:
+            return got
+        import numba
+        path = os.path.join(cache_dir(), f"k_{key}.py")
+        _write_once(path, source)
+        name = f"symgrad_numba_k_{key}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        fn = numba.njit(cache=True, error_model="numpy", nogil=True)(getattr(module, fname))
+        _COMPILED[key] = fn
+        return fn
+
+
+__all__ = ["scalar_code", "kernel_source", "index_text", "load_kernel", "cache_dir", "digest"]

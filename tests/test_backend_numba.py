@@ -1,0 +1,153 @@
+"""backend="numba": the compiled-vs-evaluated op tests of tests/test_codegen.py on the Numba backend
+(every registered op, float64 and float32), fused kernels that really are fused, the driver's
+names, the kernel cache, training steps equal to the NumPy backend's, and the registry's errors."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.backends import get_backend
+from symgrad.errors import DependencyError, GraphError
+
+numba = pytest.importorskip("numba")
+
+from test_codegen import ANY, CASES, _assert_close, _case_graph, _value  # noqa: E402  (after the skip)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel_cache(tmp_path_factory):
+    """Kernels of this module go to a cache folder of its own (the user's cache is left alone)."""
+    import os
+    old = os.environ.get("SYMGRAD_CACHE")
+    os.environ["SYMGRAD_CACHE"] = str(tmp_path_factory.mktemp("symgrad_cache"))
+    yield
+    if old is None:
+        os.environ.pop("SYMGRAD_CACHE", None)
+    else:
+        os.environ["SYMGRAD_CACHE"] = old
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_numba_compiled_equals_evaluate_for_every_op(case):
+    name, shapes, build, domain, *_ = case
+    rng = np.random.default_rng(abs(hash((name, str(shapes)))) % 2**32)
+    xs, outputs, feeds = _case_graph(case, rng)
+    want = sg.evaluate(outputs, dict(zip(xs, feeds)))
+    f = sg.compile(outputs, inputs=xs, backend="numba")
+    for k, (g, w) in enumerate(zip(f(*feeds), want)):
+        _assert_close(g, w, f"{name} {shapes} output {k}\n{f.source}")
+    if any("batch" in s for s in shapes):  # another size of the symbolic dim, same function
+        feeds2 = [_value(tuple(3 if d == "batch" else d for d in x.shape), domain[i] if i < len(domain) else ANY,
+                         rng, x.dtype) for i, x in enumerate(xs)]
+        for g, w in zip(f(*feeds2), sg.evaluate(outputs, dict(zip(xs, feeds2)))):
+            _assert_close(g, w, f"{name} {shapes} batch 3")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_numba_float32_compiles_every_op_in_float32(case):
+    name, shapes, *_ = case
+    xs, outputs, feeds = _case_graph(case, np.random.default_rng(7))
+    feeds = [f.astype(np.float32) if f.dtype.kind == "f" else f for f in feeds]
+    got = sg.compile(outputs, inputs=xs, dtype="float32", backend="numba")(*feeds)
+    want = sg.evaluate(outputs, dict(zip(xs, [f.astype(np.float64) for f in feeds])))
+    for g, w in zip(got, want):
+        assert np.asarray(g).dtype == np.float32, (name, shapes)
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+
+
+# ------------------------------------------------------------------ steps, names, caches, registry
+def _mlp(activation="tanh", dropout=False, seed=0):
+    layers = [sg.nn.Linear(3, 8, name="l1", seed=seed)]
+    layers.append(sg.nn.Tanh() if activation == "tanh" else sg.nn.ReLU())
+    if dropout:
+        layers.append(sg.nn.Dropout(0.25))
+    layers.append(sg.nn.Linear(8, 2, name="l2", seed=seed + 1))
+    model = sg.nn.Sequential(*layers)
+    X, Y = sg.var("X", shape=("batch", 3)), sg.var("Y", shape=("batch", 2))
+    return model, X, Y, sg.losses.mse(model(X), Y)
+
+
+@pytest.mark.parametrize("opt", [lambda: sg.optim.SGD(lr=0.1), lambda: sg.optim.Adam(lr=0.01),
+                                 lambda: sg.optim.RMSProp(lr=0.01), lambda: sg.optim.AdamW(lr=0.01)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numba_step_trains_like_the_numpy_step(opt, dtype):
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    results = []
+    for backend in ("numpy", "numba"):
+        model, X, Y, loss = _mlp()
+        for p in model.parameters():
+            p.value = p.value.astype(dtype)
+        step = sg.compile_step(loss, opt(), inputs=[X, Y], dtype=dtype, backend=backend)
+        losses = [step(xs, ys) for _ in range(4)]
+        results.append((losses, [p.value.copy() for p in model.parameters()], step.evaluate(xs, ys)))
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    (l0, p0, e0), (l1, p1, e1) = results
+    np.testing.assert_allclose(l1, l0, rtol=tol, atol=tol)
+    for a, b in zip(p1, p0):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    np.testing.assert_allclose(e1, e0, rtol=tol, atol=tol)
+
+
+def test_numba_step_fuses_the_update_and_keeps_the_numpy_names():
+    model, X, Y, loss = _mlp()
+    step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[X, Y], backend="numba")
+    src = step.source
+    assert step.kernels and all(f"# ---- {k.name}:" in src for k in step.kernels)
+    driver = src.split("# ---- ")[0]
+    # the optimizer update of a weight is one kernel writing into the param's own array
+    assert re.search(r"\n +seq_0_W = _nk_\w+\(.*, seq_0_W\.reshape\(-1\)\)\.reshape\(\(3, 8\)\)\n", driver), driver
+    assert "# grad of: seq.0.W" in driver and "seq_0_W = _param" in driver
+    # matrix products stay NumPy (BLAS) calls
+    assert "@" in driver or "np.matmul" in driver
+    numpy_src = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[X, Y]).source
+    assert "# grad of: seq.0.W" in numpy_src
+    assert isinstance(step.compile_seconds, float) and step.jit_seconds is None
+    step(np.ones((2, 3)), np.ones((2, 2)))
+    assert step.jit_seconds > 0
+
+
+def test_numba_kernels_are_cached_on_disk_by_source_hash(tmp_path, monkeypatch):
+    import os
+    from symgrad.backends import numba_kernels
+    monkeypatch.setenv("SYMGRAD_CACHE", str(tmp_path))
+    x = sg.var("x", shape=("n",))
+    f = sg.compile(sg.exp(x) * 3.0 - x, [x], backend="numba")
+    (k,) = f.kernels
+    path = os.path.join(tmp_path, "numba", f"k_{numba_kernels.digest(k.source)}.py")
+    with open(path, encoding="utf-8") as fh:
+        assert fh.read() == k.source
+    xs = np.array([0.0, 1.0, -2.0])
+    np.testing.assert_allclose(f(xs), np.exp(xs) * 3.0 - xs, rtol=1e-15)
+    # the same expression again is the same kernel object (in-process cache keyed by the source's hash)
+    g = sg.compile(sg.exp(x) * 3.0 - x, [x], backend="numba")
+    assert g.kernels[0].fn is k.fn
+
+
+def test_numba_random_nodes_draw_what_the_numpy_backend_draws():
+    model, X, Y, loss = _mlp(dropout=True)
+    xs, ys = np.ones((4, 3)), np.zeros((4, 2))
+    got = []
+    for backend in ("numpy", "numba"):
+        step = sg.compile_step(loss, sg.optim.SGD(lr=0.1), inputs=[X, Y], seed=3, backend=backend)
+        got.append(step.evaluate(xs, ys))
+    assert got[0] == pytest.approx(got[1], rel=1e-13)
+    f_np = sg.compile(loss, [X, Y], seed=1)
+    f_nb = sg.compile(loss, [X, Y], seed=1, backend="numba")
+    assert f_np(xs, ys) == pytest.approx(f_nb(xs, ys), rel=1e-13)
+
+
+def test_unknown_backend_and_missing_extra_are_typed_errors(monkeypatch):
+    from symgrad import backends
+    x = sg.var("x")
+    with pytest.raises(GraphError, match="unknown backend 'cuda'.*'numba'"):
+        sg.compile(x * 2.0, [x], backend="cuda")
+    monkeypatch.setitem(backends.BACKENDS, "fake", backends.Backend("symgrad.backends.fake", "no_such_pkg_xyz",
+                                                                     "fake"))
+    with pytest.raises(DependencyError, match=r"symgrad\[fake\]"):
+        sg.compile_step(x * x, sg.optim.SGD(lr=0.1), inputs=[x], backend="fake")
+    assert get_backend("numba").compile is not None
