@@ -99,3 +99,21 @@ def test_rnn_backprop_equations_read_as_the_textbook_recurrences():
     assert r"\frac{\partial L}{\partial h_{t}}" in eqs.latex()
     got = eqs.evaluate({"x": np.ones((2, 3, 3))})
     assert got["δ_z"].shape == (3, 2, 4)
+
+
+def test_backprop_equations_evaluate_when_a_head_reads_the_final_state():
+    """∂L/∂head.W reads h_T, the loop's final carry, outside the loop: evaluate finds it by its symbol."""
+    T, B, I, H = 4, 3, 3, 5
+    lstm, head = sg.nn.LSTM(I, H, name="lstm"), sg.nn.Linear(H, 1, name="head")
+    x, y = sg.var("x", shape=(B, T, I)), sg.var("y", shape=(B, 1))
+    _, (hT, _) = lstm(x)
+    L = sg.losses.mse(head(hT), y, name="L")
+    eqs = sg.backprop_equations(L)
+    line = next(ln for ln in str(eqs).splitlines() if "∂L/∂head.W" in ln)
+    assert "h₄" in line  # the final carry, printed as h_T with T = 4
+    rng = np.random.default_rng(5)
+    feeds = {"x": rng.normal(size=(B, T, I)), "y": rng.normal(size=(B, 1))}
+    got = eqs.evaluate(feeds)
+    params = lstm.parameters() + head.parameters()
+    for p, g in zip(params, sg.evaluate(sg.grad(L, params), feeds)):
+        np.testing.assert_allclose(got[f"∂L/∂{p.name}"], g, rtol=1e-10, atol=1e-12, err_msg=p.name)

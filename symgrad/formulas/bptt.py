@@ -157,8 +157,12 @@ class LoopBackprop(Printable):
         scans = [sec.scan for sec, *_ in self.backward]
         extra = [n for _, parts in self.grads for x in parts if isinstance(x, SumOverSteps)
                  for n in list(x.stacked.values()) + list(x.fixed.values())]
-        outer_nodes = sorted({i for s in scans for i in s.inputs} | set(extra), key=lambda n: n.id)
+        # a loop's outputs read outside it (h_T under a linear head) by the symbols they print as
+        picked = {n: s for n, s in self.outer.picks.items() if isinstance(s, (sympy.Symbol, sympy.MatrixSymbol))}
+        outer_nodes = sorted({i for s in scans for i in s.inputs} | set(extra) | set(picked), key=lambda n: n.id)
         values = dict(zip(outer_nodes, evaluate(outer_nodes, fed))) if outer_nodes else {}
+        for n, sym in picked.items():
+            env.setdefault(sym.name, values[n])
         out: dict[str, np.ndarray] = {}
         sums: dict[Node, list] = {}
         for sec, eqs, _ in self.backward:
