@@ -21,7 +21,7 @@ neither can be written).
 >>> scalar_code(REGISTRY["tanh"], (), ["a"]), scalar_code(REGISTRY["mul"], (), ["a", "b"])
 ('np.tanh(a)', '(a * b)')
 >>> scalar_code(REGISTRY["sigmoid"], (), ["z"])
-'sigmoid(z)'
+'sigmoid((z))'
 """
 from __future__ import annotations
 
@@ -61,7 +61,15 @@ class _ScalarPrinter(PythonCodePrinter):
 _PRINTED: dict[tuple, str | None] = {}
 #: ops whose NumPy implementation does more than their SymPy meaning says, at points the meaning leaves
 #: out (NaN = NaN counts as equal; x / 0 is 0): they stay NumPy calls
-_MEANING_DIFFERS = frozenset({"equal_nan", "div_or_zero"})
+_MEANING_DIFFERS: tuple = ()
+
+
+def _meaning_differs(op) -> bool:
+    global _MEANING_DIFFERS
+    if not _MEANING_DIFFERS:
+        from ..ops.base import get_op
+        _MEANING_DIFFERS = tuple(get_op(n) for n in ("equal_nan", "div_or_zero"))
+    return any(op is o for o in _MEANING_DIFFERS)
 
 
 def _printed(op, attrs: tuple) -> str | None:
@@ -87,7 +95,7 @@ def scalar_code(op, attrs: tuple, args: Sequence[str]) -> str | None:
         if op.infix and not op.ufunc_args and op.infix != "@":
             return f"({op.infix}{args[0]})" if len(args) == 1 else f"({args[0]} {op.infix} {args[1]})"
         return f"np.{op.ufunc}({', '.join(list(args) + list(op.ufunc_args))})"
-    if not op.elementwise or op.scalar is None or op.name in _MEANING_DIFFERS:
+    if not op.elementwise or op.scalar is None or _meaning_differs(op):
         return None
     text = _printed(op, tuple(attrs))
     if text is None:
