@@ -166,3 +166,16 @@ def test_named_constant_prints_by_its_name_and_computes_with_its_value():
     L = sg.sum(sg.sigmoid(X * w) * eps).named("L")
     eqs = sg.backprop_equations(L)
     assert eqs.evaluate({"X": xv})["∂L/∂w"] == pytest.approx(float(sg.evaluate(sg.grad(L, w), {"X": xv})))
+
+
+def test_latex_of_a_loop_output_in_index_notation_and_dotted_names():
+    """{h_{4}}_{i,j}, not the invalid double subscript h_{4}_{i,j}; rnn.b upright like rnn.W_hh; a
+    definition's text rnn.b_ih + rnn.b_hh as two names, not one \\mathrm block."""
+    T, B, I, H = 4, 2, 3, 5
+    rnn = sg.nn.RNN(I, H, name="rnn")
+    x, y = sg.var("x", shape=(B, T, I)), sg.var("y", shape=(B, H))
+    _, hT = rnn(x)
+    L = sg.sum((hT - y) ** 2, name="L")
+    tex = sg.latex(L, notation="index")
+    assert r"{h_{4}}_{i,j}" in tex and "}_{i,j}" not in tex.replace(r"{h_{4}}_{i,j}", "")
+    assert r"\mathrm{rnn.b} &= \mathrm{rnn.b\_ih} + \mathrm{rnn.b\_hh}" in tex

@@ -466,6 +466,8 @@ def _printers():
                 head = r"\frac{\partial %s}{\partial %s}" % (self._print(sympy.Symbol(num)), self._print(sympy.Symbol(den)))
             else:
                 head = self._print(expr.base.label)
+                if "_" in head or "^" in head:  # h_{T}: braced, so its index reads {h_{T}}_{j,k}
+                    head = "{%s}" % head
             return "%s_{%s}" % (head, ",".join(self._print(i) for i in expr.indices))
 
     class IndexPretty(_Pretty):

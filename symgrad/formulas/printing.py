@@ -116,11 +116,15 @@ class _Latex(LatexPrinter):
             base = self._print_Symbol(sympy.Symbol(m["base"]), style)
             base = r"\left(%s\right)" % base if "_" in base or "^" in base else base
             return r"%s_{%s}" % (base, m["index"])
+        if re.fullmatch(r"[\w.]+( [+−-] [\w.]+)+", name):  # a definition's text: rnn.b_ih + rnn.b_hh
+            return " ".join(t if t in "+−-" else self._print_Symbol(sympy.Symbol(t), style) for t in name.split())
         if _qualified(name):
             return r"\mathrm{%s}" % name.replace("_", r"\_")
         parts = _dotted(name)
         if parts:
             return r"\mathrm{%s}%s" % (parts[0], self._print_Symbol(sympy.Symbol(parts[1]), style))
+        if re.fullmatch(r"\w+(\.\w+)+", name):  # rnn.b: upright like rnn.W_hh, not italic r·n·n·.·b
+            return r"\mathrm{%s}" % name.replace("_", r"\_")
         spelled = _GREEK.sub(lambda g: unicodedata.name(g[0]).split()[-1].lower(), name)
         if spelled != name and re.fullmatch(r"[A-Za-z]+\d*(_\w+)?", spelled):  # ε -> \epsilon, σ_1 -> \sigma_{1}
             return super()._print_Symbol(sympy.Symbol(spelled), style)
