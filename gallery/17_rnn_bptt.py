@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import formulas, pyplot, savefig, setup, write
 
 IN, HIDDEN = 2, 3          # the small RNN whose equations and drawings are shown
 T_DRAW = 3                 # steps of the unrolled drawing
@@ -53,7 +53,7 @@ def equations() -> dict:
     """The forward recurrence of h and the BPTT equations of L, as text and LaTeX."""
     rnn, x, y, out, h, L = small_rnn()
     eqs = sg.backprop_equations(L)
-    return {"rnn": rnn, "L": L, "out": out, "eqs": eqs, "forward": sg.pretty(h),
+    return {"rnn": rnn, "L": L, "out": out, "eqs": eqs, "h": h, "forward": sg.pretty(h),
             "backward": eqs.pretty(), "forward_tex": sg.latex(h), "backward_tex": eqs.latex()}
 
 
@@ -192,6 +192,7 @@ def main(argv=None):
     print("\n".join(lines))
     write(args.out, "formulas.txt", "\n".join(text + lines))
     write(args.out, "formulas.tex", eq["forward_tex"] + "\n\n" + eq["backward_tex"])
+    formulas(args.out, "formulas", ["The forward recurrence, one sg.scan printed at step t", eq["h"], "Backpropagation through time for L = ½ Σ_t ‖h_t − y_t‖²", eq["eqs"]])
     for path in drawings(args.out):
         print(f"wrote {path}")
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgrad as sg
-from _common import pyplot, savefig, setup, write
+from _common import formulas, pyplot, savefig, setup, write
 
 IN = 2                       # (number, marker)
 GATES = "ifgo"               # PyTorch's order of the gate blocks in W_ih, W_hh, b_ih, b_hh
@@ -59,7 +59,7 @@ def equations(hidden: int = 3) -> dict:
     _, (h, c) = lstm(x)
     L = (0.5 * sg.sum((h - y) ** 2)).named("L")
     eqs = sg.backprop_equations(L)
-    return {"lstm": lstm, "L": L, "eqs": eqs, "forward": sg.pretty(h), "backward": eqs.pretty(),
+    return {"lstm": lstm, "L": L, "eqs": eqs, "h": h, "forward": sg.pretty(h), "backward": eqs.pretty(),
             "forward_tex": sg.latex(h), "backward_tex": eqs.latex()}
 
 
@@ -197,6 +197,7 @@ def main(argv=None):
     print("\n".join(lines))
     write(args.out, "formulas.txt", "\n".join(text + lines))
     write(args.out, "formulas.tex", eq["forward_tex"] + "\n\n" + eq["backward_tex"])
+    formulas(args.out, "formulas", ["The LSTM's gates, one sg.scan printed at step t", eq["h"], "Their gradients through time for L = ½ Σ (h_T − y)²", eq["eqs"]])
     for path in drawings(args.out, eq["L"]):
         print(f"wrote {path}")
 
