@@ -14,6 +14,8 @@ losses and gradients are compared (the ``agree`` column: largest difference of a
   steps after it (``Σ_t h_{t−1}ᵀ δz_t`` as one GEMM), the update in place.
 * PyTorch: ``nn.RNN(batch_first=True)`` with ``loss.backward()`` and ``torch.optim.SGD``, in a process of
   its own (its thread pool would slow NumPy's BLAS down), measured against the same NumPy code there.
+* JAX (when importable): the same recurrence as ``lax.scan``, ``jax.value_and_grad`` and the update in one
+  jitted function, float64, XLA on one thread, in a process of its own, measured against NumPy there.
 
 Times are medians over interleaved rounds of the process's CPU time (``time.process_time``: steadier
 than the wall clock on a shared machine), one BLAS thread by default (``--threads``); ``--clock wall``
@@ -119,8 +121,9 @@ def clock(kind: str):
     return time.process_time if kind == "cpu" else time.perf_counter
 
 
-def rounds(fns: dict, n: int, reps: int, kind: str) -> dict:
-    """Median seconds per call of each function, over ``n`` interleaved rounds of ``reps`` calls."""
+def rounds(fns: dict, n: int, reps: int, kind: str, raw: dict | None = None) -> dict:
+    """Median seconds per call of each function, over ``n`` interleaved rounds of ``reps`` calls (each
+    round's times also into ``raw`` when given)."""
     now = clock(kind)
     times = {k: [] for k in fns}
     for _ in range(n):
@@ -129,6 +132,8 @@ def rounds(fns: dict, n: int, reps: int, kind: str) -> dict:
             for _ in range(reps):
                 fn()
             times[k].append((now() - t0) / reps)
+    if raw is not None:
+        raw.update(times)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -161,19 +166,75 @@ def torch_times(n: int, reps: int, kind: str) -> dict:
     return got
 
 
+def jax_times(n: int, reps: int, kind: str) -> dict:
+    """JAX: the same RNN as ``lax.scan``, ``jax.value_and_grad`` and the SGD update in one jitted function
+    (float64), and the NumPy step, measured in this process (run as a subprocess)."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    weights, X, Y = make_problem()
+
+    def loss_fn(params, X, Y):
+        W_ih, W_hh, b_ih, b_hh = params
+        U = jnp.einsum("bti,ih->tbh", X, W_ih) + b_ih + b_hh
+
+        def cell(h, u):
+            h = jnp.tanh(u + h @ W_hh)
+            return h, h
+        _, Hs = jax.lax.scan(cell, jnp.zeros((BATCH, HID)), U)
+        return 0.5 * jnp.sum((Hs - jnp.transpose(Y, (1, 0, 2))) ** 2)
+
+    @jax.jit
+    def jax_step(params, X, Y):
+        loss, g = jax.value_and_grad(loss_fn)(params, X, Y)
+        return loss, tuple(p - LR * d for p, d in zip(params, g))
+
+    state = {"p": tuple(jnp.asarray(w) for w in weights)}
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    t0 = time.perf_counter()
+    loss0, _ = jax_step(state["p"], Xj, Yj)
+    compile_s = time.perf_counter() - t0
+
+    def run():
+        loss, state["p"] = jax_step(state["p"], Xj, Yj)
+        return float(loss)
+    ws = [w.copy() for w in weights]
+    work = numpy_work()
+    np_first, _ = numpy_step(*[w.copy() for w in weights], X, Y, work)
+    got = rounds({"jax": run, "numpy": lambda: numpy_step(*ws, X, Y, work)}, n, reps, kind)
+    got["agree"] = abs(float(loss0) - np_first)
+    got["compile"] = compile_s
+    return got
+
+
+def _worker(python: str, flag: str, n: int, args) -> tuple[dict | None, str]:
+    """Run this script as ``--torch-worker`` / ``--jax-worker`` in a process of its own: its times, or why not."""
+    env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    cmd = [python, os.path.abspath(__file__), flag, "--rounds", str(n), "--threads", str(args.threads),
+           "--clock", args.clock]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env if flag == "--jax-worker" else None)
+    if res.returncode == 0 and res.stdout.strip():
+        return json.loads(res.stdout.strip().splitlines()[-1]), ""
+    return None, (res.stderr or "no output").strip().splitlines()[-1]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run: 3 rounds, no PyTorch")
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     ap.add_argument("--torch-python", default=None, help="a Python that has torch (default: this one)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--jax-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     _threads(args.threads)
     n, reps = (3, 2) if args.quick else (args.rounds, 10)
     if args.torch_worker:
         print(json.dumps(torch_times(n, reps, args.clock)))
+        return
+    if args.jax_worker:
+        print(json.dumps(jax_times(n, reps, args.clock)))
         return
     import numpy as np
     weights, X, Y = make_problem()
@@ -184,27 +245,34 @@ def main(argv=None) -> None:
     agree = max(float(np.abs(a - b).max()) for a, b in zip(ours, ref_grads))
     first = step(X, Y)
     ws = [w.copy() for w in weights]
+    raw: dict = {}
     times = rounds({"symgrad": lambda: step(X, Y), "numpy": lambda: numpy_step(*ws, X, Y, work)}, n, reps,
-                   args.clock)
+                   args.clock, raw)
+    # the ratio within each round (both measured under the same load), then its median: steadier than the
+    # ratio of the two medians on a shared machine
+    paired = statistics.median(s / h for s, h in zip(raw["symgrad"], raw["numpy"]))
     print(f"tanh RNN, T={T}, batch {BATCH}, input {IN}, hidden {HID}, float64: forward + BPTT + SGD step "
           f"({args.clock} time, median of {n} rounds x {reps}, {args.threads} BLAS thread(s))")
     print(f"{'':10s}{'ms/step':>10s}{'x NumPy':>10s}  agree")
     print(f"{'NumPy':10s}{times['numpy'] * 1e3:10.3f}{1.0:10.2f}  (hand-written BPTT)")
     print(f"{'symgrad':10s}{times['symgrad'] * 1e3:10.3f}{times['symgrad'] / times['numpy']:10.2f}  "
-          f"loss {abs(first - ref_loss):.1e}, gradients {agree:.1e}")
+          f"loss {abs(first - ref_loss):.1e}, gradients {agree:.1e}; paired per-round ratio {paired:.3f}")
     if not args.quick:
-        python = args.torch_python or sys.executable
-        cmd = [python, os.path.abspath(__file__), "--torch-worker", "--rounds", str(n), "--threads",
-               str(args.threads), "--clock", args.clock]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode == 0 and res.stdout.strip():
-            tt = json.loads(res.stdout.strip().splitlines()[-1])
+        tt, why = _worker(args.torch_python or sys.executable, "--torch-worker", n, args)
+        if tt is not None:
             ratio = tt["torch"] / tt["numpy"]
             print(f"{'PyTorch':10s}{ratio * times['numpy'] * 1e3:10.3f}{ratio:10.2f}  loss {tt['agree']:.1e} "
                   f"(nn.RNN, timed against NumPy in its own process: {tt['numpy'] * 1e3:.3f} ms there)")
         else:
-            why = (res.stderr or "no output").strip().splitlines()[-1]
             print(f"{'PyTorch':10s}{'-':>10s}{'-':>10s}  not measured ({why})")
+        jt, why = _worker(sys.executable, "--jax-worker", n, args)
+        if jt is not None:
+            ratio = jt["jax"] / jt["numpy"]
+            print(f"{'JAX':10s}{ratio * times['numpy'] * 1e3:10.3f}{ratio:10.2f}  loss {jt['agree']:.1e} "
+                  f"(lax.scan + value_and_grad + SGD in one jit, one thread, compiled in {jt['compile']:.2f} s; "
+                  f"NumPy there: {jt['numpy'] * 1e3:.3f} ms)")
+        else:
+            print(f"{'JAX':10s}{'-':>10s}{'-':>10s}  not measured ({why})")
 
 
 if __name__ == "__main__":

@@ -188,7 +188,8 @@ def test_rnn_bench_quick_prints_the_ratio_and_agreement():
     out = _bench("rnn_bptt.py", "--quick")
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith(("NumPy", "symgrad"))}
     assert float(rows["NumPy"][2]) == 1.0 and float(rows["symgrad"][2]) > 0
-    assert float(rows["symgrad"][4].rstrip(",")) < 1e-9 and float(rows["symgrad"][6]) < 1e-9  # loss, gradients
+    assert float(rows["symgrad"][4].rstrip(",")) < 1e-9 and float(rows["symgrad"][6].rstrip(";")) < 1e-9  # loss, gradients
+    assert 0 < float(rows["symgrad"][-1]) < 10  # the paired per-round ratio
 
 
 def test_lstm_adding_smoke_run_learns_below_its_start():

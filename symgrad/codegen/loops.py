@@ -60,10 +60,11 @@ def hoist(node: Node) -> tuple[Body, tuple[Node, ...]]:
         seen.add(f)
         if not all(m.kind == "const" for m in reachable([f]) if m.is_leaf):
             got = batch(f)
-            # worth it: a product over all steps (one GEMM instead of T), anything computed once, or an
-            # expression of small steps (NumPy's per-call cost is most of its time); an elementwise
-            # expression of large steps stays in the loop, on cache-hot arrays of one step
-            if got is not None and (not got[1] or _has_product(f, carried) or _small_step(f)):
+            # worth it: a product over all steps (one GEMM instead of T), or anything computed once; an
+            # elementwise expression of one step stays in the loop, on cache-hot arrays of one step
+            # (hoisting 1 − h² out of BPTT's loop was measured slower: two passes over T steps' arrays
+            # that no longer fit the cache cost more than the per-step calls they save)
+            if got is not None and (not got[1] or _has_product(f, carried)):
                 ph = var(f"u{len(mapping) + 1}", f.shape, f.dtype)
                 mapping[f] = ph
                 (new_x if got[1] else new_c).append((ph, got[0]))
@@ -90,17 +91,6 @@ def _has_product(f: Node, carried: set) -> bool:
     and reductions (a matrix product: one call for all steps instead of one per step)."""
     return any(n.op is not None and not (n.op.elementwise or n.op.layout or n.op.reduction)
                for n in reachable([f]) if n not in carried)
-
-
-SMALL_STEP = 8192  # entries of one step below which a loop's elementwise work is hoisted out of it
-
-
-def _small_step(f: Node) -> bool:
-    """Whether ``f`` is arithmetic (not a view or a copy of a scanned slice) on a step of a fixed size of
-    at most :data:`SMALL_STEP` entries."""
-    if f.op is None or f.op.layout or not all(isinstance(d, int) for d in f.shape):
-        return False
-    return int(np.prod(f.shape, dtype=np.int64)) <= SMALL_STEP
 
 
 def lower_scan(node: Node, table: Table, vals: dict[Node, Value], lower_node) -> Value:

@@ -47,32 +47,51 @@ def _plan(spec: str) -> tuple:
 
 def einsum_pair(x, y, spec: str):
     """``np.einsum(spec, x, y)`` for two operands, as one batched matrix product (any dtype, object too)."""
+    only_a, only_b, (x_t, x_perm, x_shape), (y_t, y_perm, y_shape), batched, z_shape, perm = \
+        _recipe(spec, x.shape, y.shape)
+    if only_a:
+        x = x.sum(axis=only_a)
+    if only_b:
+        y = y.sum(axis=only_b)
+    xa = np.transpose(x, x_perm).reshape(x_shape) if x_t else x.reshape(x_shape).swapaxes(-1, -2)
+    yb = (np.transpose(y, y_perm).reshape(y_shape) if y_t else y.reshape(y_shape).swapaxes(-1, -2)).swapaxes(-1, -2)
+    z = np.matmul(xa, yb) if batched else np.matmul(xa[0], yb[0])  # 2-D: BLAS at once, no batch loop
+    z = z.reshape(z_shape)
+    return z if perm is None else np.transpose(z, perm)
+
+
+@functools.lru_cache(maxsize=1024)
+def _recipe(spec: str, x_shape: tuple, y_shape: tuple) -> tuple:
+    """What :func:`einsum_pair` does for operands of these shapes, worked out once: the axes summed
+    out of one operand alone, each operand's layout as (batch, kept, contracted), the product's shape
+    and the final permutation (None when the product is already in the output's order)."""
     a, b, out, batch, rows, cols, contract = _plan(spec)
     only_a = tuple(k for k, c in enumerate(a) if c not in b and c not in out)
     only_b = tuple(k for k, c in enumerate(b) if c not in a and c not in out)
     if only_a:
-        x, a = x.sum(axis=only_a), "".join(c for c in a if c in b or c in out)
+        x_shape = tuple(d for k, d in enumerate(x_shape) if k not in only_a)
+        a = "".join(c for c in a if c in b or c in out)
     if only_b:
-        y, b = y.sum(axis=only_b), "".join(c for c in b if c in a or c in out)
-    size = {c: n for c, n in zip(a, x.shape)}
-    size.update(zip(b, y.shape))
+        y_shape = tuple(d for k, d in enumerate(y_shape) if k not in only_b)
+        b = "".join(c for c in b if c in a or c in out)
+    size = {c: n for c, n in zip(a, x_shape)}
+    size.update(zip(b, y_shape))
     n = lambda group: math.prod(size[c] for c in group)  # noqa: E731
-    xa = _operand(x, a, batch, rows, contract, n)
-    yb = _operand(y, b, batch, cols, contract, n).swapaxes(-1, -2)
-    z = np.matmul(xa, yb).reshape([size[c] for c in batch + rows + cols])
     order = batch + rows + cols
     perm = [order.index(c) for c in out]
-    return z if perm == sorted(perm) else np.transpose(z, perm)
+    return (only_a, only_b, _operand(a, batch, rows, contract, n), _operand(b, batch, cols, contract, n),
+            bool(batch), tuple(size[c] for c in order), None if perm == sorted(perm) else tuple(perm))
 
 
-def _operand(x, letters: str, batch: list, keep: list, contract: list, n) -> np.ndarray:
-    """``x`` as (batch, keep, contract).  When the contracted axes come before the kept ones (``tbi`` in
-    ``tbi,tbk->ik``) it is reshaped in its own order (no copy when contiguous) and read through a
-    transposed view, which BLAS takes as it is."""
+def _operand(letters: str, batch: list, keep: list, contract: list, n) -> tuple:
+    """How an operand becomes (batch, keep, contract): ``(False, None, shape)`` when the contracted axes
+    come before the kept ones (``tbi`` in ``tbi,tbk->ik``): it is reshaped in its own order (no copy
+    when contiguous) to (batch, contract, keep) and read through a transposed view, which BLAS takes as
+    it is; else ``(True, perm, shape)``: transposed by ``perm``, then reshaped."""
     perm = [letters.index(c) for c in batch + contract + keep]
-    if perm == sorted(perm):  # a view (or a copy read row by row) and a transposed view of it
-        return x.reshape(n(batch), n(contract), n(keep)).swapaxes(-1, -2)
-    return np.transpose(x, [letters.index(c) for c in batch + keep + contract]).reshape(n(batch), n(keep), n(contract))
+    if perm == sorted(perm):
+        return False, None, (n(batch), n(contract), n(keep))
+    return True, tuple(letters.index(c) for c in batch + keep + contract), (n(batch), n(keep), n(contract))
 
 
 def _einsum_shape(nodes, spec):
