@@ -104,7 +104,8 @@ def _bind_args(what: str, inputs: list[Node], args: tuple, kwargs: dict) -> tupl
 
 
 def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None, dtype: str = "float64", *,
-            reuse_buffers: bool = True, seed: Any = None, backend: str = "numpy") -> CompiledFunction:  # noqa: A001
+            reuse_buffers: bool = True, seed: Any = None, backend: str = "numpy",
+            **options: Any) -> CompiledFunction:  # noqa: A001
     # (the natural name, as in jax/theano)
     """Compile output nodes to one Python + NumPy function.
 
@@ -154,7 +155,9 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node] | None = None
     """
     dtype = _check_dtype(dtype)
     if backend != "numpy":
-        return get_backend(backend).compile(outputs, inputs, dtype, reuse_buffers=reuse_buffers, seed=seed)
+        return get_backend(backend).compile(outputs, inputs, dtype, reuse_buffers=reuse_buffers, seed=seed,
+                                            **options)
+    _no_options(options, "compile")
     single = isinstance(outputs, Node)
     outs = as_node_list(outputs, "compile")
     if not outs:
@@ -328,10 +331,17 @@ def _fresh_name(stem: str, taken: set[str]) -> str:
     return name
 
 
+def _no_options(options: dict, what: str) -> None:
+    """Keywords of another backend (``devices=`` of the JAX backend) given to the NumPy one."""
+    if options:
+        raise GraphError(f"{what}: backend 'numpy' takes no option(s) {sorted(options)} (a backend's own keywords, "
+                         f"such as the JAX backend's devices=, go with its backend=)")
+
+
 def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Sequence[Node] = (), *,
                  params: Sequence[Node] | None = None, dtype: str = "float64",
                  reuse_buffers: bool = True, seed: Any = None, eval_loss: Node | None = None,
-                 eval_outputs: Sequence[Node] | None = None, backend: str = "numpy") -> StepFunction:
+                 eval_outputs: Sequence[Node] | None = None, backend: str = "numpy", **options: Any) -> StepFunction:
     """Compile forward, backward and optimizer update into one function.
 
     Parameters
@@ -378,7 +388,8 @@ def compile_step(loss: Node, optimizer, inputs: Sequence[Node] = (), outputs: Se
     if backend != "numpy":
         return get_backend(backend, "compile_step").compile_step(
             loss, optimizer, inputs, outputs, params=params, dtype=dtype, reuse_buffers=reuse_buffers, seed=seed,
-            eval_loss=eval_loss, eval_outputs=eval_outputs)
+            eval_loss=eval_loss, eval_outputs=eval_outputs, **options)
+    _no_options(options, "compile_step")
     loss, ins, outs, ps, evaluation = step_arguments(loss, inputs, outputs, params, eval_loss, eval_outputs)
     return StepFunction(loss, optimizer, ins, outs, ps, dtype, reuse_buffers, seed, evaluation)
 
