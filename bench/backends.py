@@ -11,8 +11,9 @@ Columns: hand-written NumPy (ms), then each symgrad backend (``numpy``, ``numba`
 ``backend="jax"`` works here) and PyTorch / JAX written natively where they are installed, as ratios
 to NumPy (lower is faster); and the compile times of the Numba backend: ``cold`` (first
 ``sg.compile_step`` + first step of the row in this process, with an empty kernel cache: code generation
-and Numba compiling its kernels) and ``cached`` (the same again in a fresh process whose kernels come
-from the on-disk cache).  Times are medians of interleaved rounds of the process's CPU time.
+and Numba compiling its kernels and whole-step core), ``cached`` (the same again in a fresh process whose
+kernels come from the on-disk cache) and ``import`` (importing Numba, timed before both).  Times are
+medians of interleaved rounds of the process's CPU time.
 
 Run:  python bench/backends.py               (a few minutes)
       python bench/backends.py --quick       (smoke test: small sizes, 2 rounds)
@@ -193,6 +194,14 @@ def worker(spec: dict) -> dict:
         threadpool_limits(spec["threads"])
     except ImportError:
         pass
+    import_s = None
+    if "numba" in backends:  # Numba's own import (and the backend's modules), timed apart from compiling
+        t0 = time.perf_counter()
+        try:
+            import symgrad.backends.numba_backend  # noqa: F401
+            import_s = time.perf_counter() - t0
+        except ImportError:
+            pass
     if kind == "mlp":
         fns, compile_s = mlp_row(*args, dtype, backends, frameworks)
     elif kind == "rnn":
@@ -201,7 +210,7 @@ def worker(spec: dict) -> dict:
         fns, compile_s = cnn_row(*args, dtype, backends, frameworks)
     reps = spec["reps"]
     med = measure(fns, spec["rounds"], reps)
-    return {"times": med, "compile": compile_s}
+    return {"times": med, "compile": compile_s, "import": import_s}
 
 
 def _run_worker(spec: dict, cache: str) -> dict:
@@ -231,7 +240,7 @@ def main(argv=None) -> int:
     print(f"One training step, median CPU time of {rounds} interleaved rounds, {args.threads} BLAS thread(s); "
           f"ratios to hand-written NumPy (lower is faster; '-': not available here)")
     head = f"{'row':28} {'dtype':7} {'numpy ms':>9} " + " ".join(f"{c:>10}" for c in cols) + \
-        f" {'numba cold s':>12} {'cached s':>8}"
+        f" {'numba cold s':>12} {'cached s':>8} {'import s':>8}"
     print(head)
     print("-" * len(head))
     for label, kind, rargs in rows_spec(args.quick):
@@ -248,9 +257,12 @@ def main(argv=None) -> int:
             cold, cached = res["compile"].get("numba"), warm["compile"].get("numba")
             line += f" {cold:12.2f}" if cold is not None else f" {'-':>12}"
             line += f" {cached:8.2f}" if cached is not None else f" {'-':>8}"
+            imp = res.get("import")
+            line += f" {imp:8.2f}" if imp is not None else f" {'-':>8}"
             print(line, flush=True)
     print("numba cold s: sg.compile_step + the first step (Numba compiles the kernels then), empty kernel cache;")
-    print("cached s: the same in a fresh process, kernels loaded from the on-disk cache.")
+    print("cached s: the same in a fresh process, kernels loaded from the on-disk cache;")
+    print("import s: importing numba and the backend's modules, before (and not counted in) the two above.")
     return 0
 
 

@@ -11,7 +11,14 @@ same names and ``# grad of:`` comments, and a kernel call where a group was::
 
     mlp_0_a = _nk_3f2a9c1d07(mlp_0_z, mlp_0_b, _ws4)  # mlp.0.a
 
-``.source`` shows the driver followed by every kernel's source.  Kernels are cached on disk
+A training step whose every op has a Numba form is compiled whole instead (:mod:`.numba_whole`):
+the driver checks the inputs and loads the params, then makes one call of a ``numba.njit`` core
+holding every op (kernel calls, ``np.dot`` for the products, the optimizer update), so a step costs
+one call from Python instead of one per op; ``step.whole`` says which form a step got (and
+``step.not_whole`` why not).  ``sg.compile`` keeps the driver: a function is often compiled for a
+few calls, and a core costs a second or more to compile.
+
+``.source`` shows the driver followed by the core's and every kernel's source.  Kernels are cached on disk
 (:func:`~.numba_kernels.cache_dir`) and in the process, keyed by a hash of their source, so equal
 expressions share one kernel.  ``compile_seconds`` is the time ``sg.compile`` took (code generation,
 writing and loading the kernels); Numba compiles a kernel at its first call (or loads it from its
@@ -40,6 +47,7 @@ from ..errors import GraphError
 from ..graph import Graph, Node, as_node_list
 from ..random import make_rng
 from .numba_fuse import Kernel, fuse
+from .numba_whole import NotWhole, build_whole
 
 BACKEND = "numba"
 
@@ -123,16 +131,38 @@ class NumbaStep(_FirstCall, api.StepFunction):
 
     backend = BACKEND
 
-    def _compile(self):
+    whole = False  #: whether the step is one numba.njit core (:mod:`.numba_whole`), else a driver and kernels
+
+    def _compile(self, split: bool = False):
         key = tuple(np.asarray(p.value).dtype.str for p in self._graph_params)
-        if key not in self._variants:
-            fn, source, path, kernels = build("step", self._make(), self._state_list, self.rng)
-            self.kernels = kernels
+        if split or key not in self._variants:
+            try:
+                if split:
+                    raise NotWhole("Numba could not compile the core")
+                fn, source, path, core, kernels = build_whole("step", self._make(), self._state_list, self.rng)
+                self.kernels, self.whole, self.core = kernels, True, core
+            except NotWhole as e:
+                fn, source, path, kernels = build("step", self._make(), self._state_list, self.rng)
+                self.kernels, self.whole, self.core, self.not_whole = kernels, False, None, str(e)
             self._variants[key] = (fn, source, path)
         return self._variants[key]
 
+    def _first(self, args, kwargs):
+        """The first call: a core Numba cannot type falls back to the driver and kernels (before
+        anything is updated: Numba types a function before running it)."""
+        from numba.core.errors import NumbaError
+        try:
+            return api.StepFunction.__call__(self, *args, **kwargs)
+        except NumbaError:
+            if not self.whole:
+                raise
+            self._fn, self.source, self.path = self._compile(split=True)
+            return api.StepFunction.__call__(self, *args, **kwargs)
+
     def __call__(self, *args: Any, **kwargs: Any):
-        return self._timed(api.StepFunction.__call__, args, kwargs)
+        if self.jit_seconds is None:
+            return self._timed(lambda s, *a, **k: s._first(a, k), args, kwargs)
+        return api.StepFunction.__call__(self, *args, **kwargs)
 
     def evaluate(self, *args: Any, **kwargs: Any):
         with self._lock:

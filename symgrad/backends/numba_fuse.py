@@ -35,6 +35,8 @@ class Kernel:
     fn: Any
     name: str
     ops: list[str]
+    op: Any = None  #: the internal op of its call (the value computing it has it as its op)
+    scalar_out: bool = False  #: a full reduction, returned as a float
 
 
 def _broadcast_index(arg_shape: tuple, loop_shape: tuple) -> tuple | None:
@@ -82,8 +84,10 @@ def _reduce_spec(v: Value) -> tuple[str, tuple, bool] | None:
 class Fuser:
     """Finds the groups of one program and replaces each with a kernel value."""
 
-    def __init__(self, p: Program, min_ops: int = 3):
-        self.p, self.min_ops = p, min_ops
+    def __init__(self, p: Program, min_ops: int = 3, whole: bool = False):
+        # whole: for a whole-step function (every elementwise op and reduction a loop, loop nests of the
+        # arrays' own rank: no flat 1-D views, which need contiguous arrays inside Numba)
+        self.p, self.min_ops, self.whole = p, min_ops, whole
         self.kernels: list[Kernel] = []
         self._code: dict[int, str | None] = {}
 
@@ -132,7 +136,7 @@ class Fuser:
                 for a in (u.args[:1] if (red is not None and u is v) else u.args):
                     if inlinable(a, u, loop_shape) and not any(m is a for m in members):
                         stack.append(a)
-            if red is not None and len(members) < 2:
+            if red is not None and len(members) < 2 and not self.whole:
                 continue  # a lone reduction stays np.sum
             if len(members) < self.min_ops:
                 continue
@@ -177,7 +181,7 @@ class Fuser:
                     params.append(a)
         # flat: every array input has the loop's shape, so the kernel loops over 1-D arrays (one kernel, one
         # Numba compile, for every rank); else a loop nest with each input read at its broadcast index
-        flat = len(loop_shape) > 1 and all(a.ndim == 0 or tuple(a.shape) == loop_shape for a in params) and (
+        flat = not self.whole and len(loop_shape) > 1 and all(a.ndim == 0 or tuple(a.shape) == loop_shape for a in params) and (
             red is None or len(red[1]) == len(loop_shape) and not red[2])
         rank = 1 if flat else len(loop_shape)
         index = [None if a.ndim == 0 else ("i0",) if flat else _broadcast_index(a.shape, loop_shape) for a in params]
@@ -204,6 +208,9 @@ class Fuser:
                 temp = f"t{len(body)}"
                 body.append((temp, code))
                 texts[id(u)] = temp
+        if not result:  # a lone reduction (whole-step functions): the sum of its input
+            k = next(i for i, q in enumerate(params) if q is elem_root)
+            result = index_text(f"x{k}", index[k])
         plist = [(f"x{k}", index[k]) for k in range(len(params))]
         reduce, dims_from = None, ()
         if red is not None:
@@ -223,15 +230,17 @@ class Fuser:
                                                                   a.shape[a.ndim - (len(loop_shape) - j)]
                                                                   == loop_shape[j]))))
         source = kernel_source(rank, plist, body, result, reduce, dims_from)
-        fn = load_kernel(source)
+        fn = load_kernel(source, python=not self.whole)
         name = f"_nk_{digest(source)[:10]}"
-        self.kernels.append(Kernel(source, fn, name, [m.op.name for m in ordered]))
+        kernel = Kernel(source, fn, name, [m.op.name for m in ordered])
+        self.kernels.append(kernel)
         scalar_out = red is not None and reduce[2] is None
         # a kernel writes its result in place only when no input is a view (which could overlap the buffer
         # at other indices: NumPy's ufuncs copy then, a loop would read what it has overwritten); a reduction
         # zeroes its result first: never in place
         views = any(a.role == "op" and not a.op.fresh and a.ndim > 0 for a in params)
         op = _kernel_op(name, fn, len(params), scalar_out, inplace=red is None and not views, flat=flat)
+        kernel.op, kernel.scalar_out = op, scalar_out
         new = Value(op, tuple(params), (("shape", tuple(root.shape)),), root.shape, "float", order=root.order)
         new.nodes = list(root.nodes)
         return new
@@ -281,9 +290,10 @@ def _topo(roots: list[Value]) -> list[Value]:
     return out
 
 
-def fuse(p: Program, min_ops: int = 3) -> list[Kernel]:
-    """Replace the fusible groups of ``p`` (before :meth:`Program.plan`) by kernel values."""
-    return Fuser(p, min_ops).run()
+def fuse(p: Program, min_ops: int = 3, whole: bool = False) -> list[Kernel]:
+    """Replace the fusible groups of ``p`` (before :meth:`Program.plan`) by kernel values (with
+    ``whole``, every elementwise op and reduction, for :mod:`.numba_whole`, which inlines them)."""
+    return Fuser(p, 1 if whole else min_ops, whole).run()
 
 
 __all__ = ["fuse", "Kernel", "Fuser"]

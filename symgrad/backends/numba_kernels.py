@@ -14,7 +14,9 @@ Each kernel's source is written, once and atomically, to ``<cache>/k_<hash of th
 loaded from there with ``numba.njit(cache=True)``: Numba keys its cache on that file (path and
 modification time), so a kernel compiled once is loaded from disk by every later process.  The
 cache folder is ``$SYMGRAD_CACHE/numba`` or ``~/.cache/symgrad/numba`` (a temporary folder when
-neither can be written).
+neither can be written).  ``SYMGRAD_NUMBA_CACHE=0`` turns Numba's on-disk cache off (the kernel files are
+still written): saving a compiled kernel costs about a fifth more than compiling it, which a run that
+compiles hundreds of kernels once (the op tests) does not need.
 
 >>> import sympy
 >>> from symgrad.ops import REGISTRY
@@ -165,7 +167,7 @@ def index_text(name: str, index: tuple | None) -> str:
 
 # ------------------------------------------------------------------ compiling and caching
 _LOCK = threading.Lock()
-_COMPILED: dict[str, Any] = {}  # source hash -> the numba dispatcher (one per process)
+_COMPILED: dict[tuple, Any] = {}  # (source hash, on-disk cache, wrapper) -> the numba dispatcher
 
 
 def cache_dir() -> str:
@@ -199,12 +201,14 @@ def _write_once(path: str, source: str) -> None:
             os.unlink(tmp)
 
 
-def load_kernel(source: str, fname: str = "kernel"):
+def load_kernel(source: str, fname: str = "kernel", python: bool = True):
     """The Numba dispatcher of ``fname`` in ``source``: from this process's cache, else from the
-    kernel's file (written once), compiled on first call or loaded from Numba's on-disk cache."""
+    kernel's file (written once), compiled on first call or loaded from Numba's on-disk cache.
+    ``python=False``: called only from other compiled code (no CPython wrapper: a fifth less to compile)."""
     key = digest(source)
+    disk = os.environ.get("SYMGRAD_NUMBA_CACHE", "1") != "0"
     with _LOCK:
-        got = _COMPILED.get(key)
+        got = _COMPILED.get((key, disk, python))
         if got is not None:
             return got
         import numba
@@ -215,9 +219,17 @@ def load_kernel(source: str, fname: str = "kernel"):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        fn = numba.njit(cache=True, error_model="numpy", nogil=True)(getattr(module, fname))
-        _COMPILED[key] = fn
+        fn = numba.njit(cache=disk, error_model="numpy", nogil=True, no_cfunc_wrapper=True,
+                        no_cpython_wrapper=not python)(getattr(module, fname))
+        _COMPILED[(key, disk, python)] = fn
         return fn
 
 
-__all__ = ["scalar_code", "kernel_source", "index_text", "load_kernel", "cache_dir", "digest"]
+def loaded(key: str):
+    """The dispatcher of the kernel whose source hash is ``key`` (loaded by :func:`load_kernel` in this
+    process): how the core of a whole step (:mod:`.numba_whole`) names the kernels it calls."""
+    disk = os.environ.get("SYMGRAD_NUMBA_CACHE", "1") != "0"
+    return _COMPILED.get((key, disk, False)) or _COMPILED[(key, not disk, False)]
+
+
+__all__ = ["loaded", "scalar_code", "kernel_source", "index_text", "load_kernel", "cache_dir", "digest"]

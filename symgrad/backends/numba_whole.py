@@ -1,0 +1,200 @@
+"""Whole-step functions for the Numba backend: the computation of a training step as one
+``numba.njit`` function, so a step costs one call from Python instead of one per op.
+
+When every op of a step has a Numba form -- elementwise ops and sums/means as loops (the fused
+kernels of :mod:`.numba_fuse`, written inline), matrix products of matrices and vectors as
+``np.dot`` (BLAS), transposes as ``.T``, softmax, log-softmax and the cross-entropy pieces as the
+functions of :mod:`.numba_forms`, Python-scalar arithmetic as itself -- the step is two functions:
+
+* the driver (Python): the NumPy backend's input checks and param loads, then one call;
+* the core (``numba.njit``): every op, one line each with the NumPy backend's names and ``# grad of:``
+  comments, each group of elementwise ops a call of its fused kernel (a njit function of its own,
+  compiled once per process and cached on disk, shared by the values and the steps that compute the
+  same expression), the optimizer update written into the params' and state's own arrays; it
+  returns the outputs.
+
+Params, optimizer state and the work buffers the planner keeps between calls are arguments of the
+core (a ``numba.njit`` function treats global arrays as constants).  Random draws, loops (``scan``),
+float64 master params of a float32 step and ops without a form make :func:`build_whole` raise
+:class:`NotWhole`; the backend then compiles the driver-and-kernels form instead (also when Numba
+cannot type the core at its first call).  The core is written to the kernel cache folder and
+compiled with Numba's on-disk cache, keyed by a hash of its source.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from ..codegen.emit import Expressions
+from ..codegen.function import FunctionWriter
+from ..codegen.load import _feed_helpers, _load, _runtime_globals
+from ..codegen.schedule import Program, dims_before
+from .numba_forms import form_for
+from .numba_fuse import fuse
+from .numba_kernels import digest, load_kernel
+from .numba_scalar import SCALAR_FUNCS
+
+
+class NotWhole(Exception):
+    """The program has a part with no Numba form (the message says which)."""
+
+
+_IDENT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\b")
+
+
+class _Expressions(Expressions):
+    """Source of one value inside the core: kernel calls, products as ``np.dot``, forms by name."""
+
+    def __init__(self, *args, kernels: dict, forms: dict):
+        super().__init__(*args)
+        self.kernels, self.forms = kernels, forms
+        self.used: dict = {}  # kernel name -> kernel, of the kernels the core calls
+
+    def expr(self, v, out=None, augment=False):
+        op = v.op
+        k = self.kernels.get(id(op))
+        if k is not None:
+            return self._kernel_call(k, v, out)
+        if op.ufunc == "matmul":
+            if v.args[0].ndim > 2 or v.args[1].ndim > 2:
+                raise NotWhole(f"matmul of shapes {v.args[0].shape} and {v.args[1].shape}")
+            a = [self.ref(x) for x in v.args]
+            return f"np.dot({a[0]}, {a[1]}, {out})" if out is not None and v.ndim == 2 else f"np.dot({a[0]}, {a[1]})"
+        if op.ufunc is not None:
+            if v.ndim > 0 and not v.pyscalar:
+                raise NotWhole(f"{op.name} on an array outside a loop")
+            return super().expr(v, None, False)
+        if op.layout == "transpose" and v.ndim == 2:
+            return f"{self.ref(v.args[0])}.T"
+        if op.emit is not None and op.python_scalar:
+            return super().expr(v, out, augment)
+        fn = form_for(v)
+        if fn is None:
+            raise NotWhole(f"op {op.name} has no Numba form for shapes {[a.shape for a in v.args]}")
+        self.forms[fn.__name__] = fn
+        kw = [f"{k}={val!r}" for k, val in v.attrs if isinstance(val, (int, float))]
+        return f"{fn.__name__}({', '.join([self.ref(x) for x in v.args] + kw)})"
+
+    def _kernel_call(self, kernel, v, out):
+        """A call of the kernel (a numba.njit function of its own, compiled once per process and
+        cached on disk, shared by the values of the step that compute the same expression)."""
+        args = []
+        for x in v.args:
+            text = self.ref(x)
+            args.append(text if x.ndim > 0 or x.pyscalar else f"float({text})")
+        self.used[kernel.name] = kernel
+        if kernel.scalar_out:
+            return f"{kernel.name}({', '.join(args)})"
+        if out is None:
+            out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}{',' if v.ndim == 1 else ''}), _DT)"
+        return f"{kernel.name}({', '.join(args + [out])})"
+
+
+class _Writer(FunctionWriter):
+    """:class:`~symgrad.codegen.function.FunctionWriter` writing the driver and the core."""
+
+    def __init__(self, program, state_arrays, rng, kernels):
+        super().__init__(program, state_arrays, rng)
+        self.forms: dict = {}
+        self.x = _Expressions(program.np_dtype, program.float32, self.g, self._dim,
+                              kernels={id(k.op): k for k in kernels}, forms=self.forms)
+
+    def sources(self) -> tuple[str, str, list[str]]:
+        """``(driver, core, the core's arguments)``."""
+        p = self.p
+        params, checks = self._arguments()
+        leaves = self._leaves()
+        body = self._ops()
+        outs = [self.x.ref(v) for v in p.out_vals]
+        copies, tail = self._stores(outs)
+        for ln in tail:
+            m = re.match(r"(\s*)np\.copyto\(([^,]+), (.+)\)(  #.*)?$", ln)
+            if m is None:
+                raise NotWhole(f"store {ln.strip()!r}")
+            copies.append(f"{m.group(1)}{m.group(2)}[...] = {m.group(3)}{m.group(4) or ''}")
+        core_lines = []
+        for e in body + copies:
+            for j, ln in enumerate(e.split("\n")):
+                core_lines.append(ln if j == 0 else "    " + ln)
+        defined = list(params)
+        for ln in checks + leaves:
+            m = re.match(r"\s*(\w+) = ", ln)
+            if m and m.group(1) not in defined:
+                defined.append(m.group(1))
+        used: set[str] = set()
+        for ln in core_lines + [", ".join(outs)]:
+            used.update(_IDENT.findall(ln.split("  #")[0]))
+        args = [d for d in defined if d in used]
+        arrays = []
+        for name in sorted(used):
+            obj = self.g.table.get(name)
+            if obj is None or name in args:
+                continue
+            if isinstance(obj, np.ndarray):
+                arrays.append(name)
+            elif name not in self.forms and name not in SCALAR_FUNCS and name not in self.x.used:
+                raise NotWhole(f"global {name} ({type(obj).__name__})")
+        core_args = args + arrays
+        ret = "(" + ", ".join(outs) + ("," if len(outs) == 1 else "") + ")" if outs else "()"
+        dt = p.np_dtype.__name__
+        imports = ["import math", "import numpy as np",
+                   "from symgrad.backends.numba_scalar import " + ", ".join(sorted(SCALAR_FUNCS))]
+        if self.forms:
+            imports.append("from symgrad.backends.numba_forms import " + ", ".join(sorted(self.forms)))
+        if self.x.used:
+            imports.append("from symgrad.backends.numba_kernels import loaded")
+        kernel_lines = [f"{name} = loaded({digest(k.source)!r})" for name, k in sorted(self.x.used.items())]
+        core = "\n".join(imports + ["", f"_DT = np.dtype(np.{dt})", "_f64 = np.float64", f"_sc = np.{dt}"] + kernel_lines + ["", "",
+                                    f"def core({', '.join(core_args)}):"] + core_lines + [f"    return {ret}", ""])
+        res = []
+        for k, v in enumerate(p.out_vals):
+            r = f"_r[{k}]"
+            if (v.role == "const" and v.ndim == 0) or (v.pyscalar and p.float32) or v.ndim == 0:
+                r = f"_sc({r})"
+            res.append(r)
+        if p.return_float_first and res:
+            res[0] = f"float(_r[0])"
+        ret_d = res[0] if p.single else "None" if not res else "(" + ", ".join(res) + ("," if len(res) == 1 else "") + ")"
+        head = [
+            "# Generated by symgrad.compile(backend='numba'), one whole step: the driver below checks the",
+            "# inputs and loads the params (Python), _core (compiled by numba.njit, its source follows) computes",
+            f"# every op, one line or one loop nest each, and updates params and state in place.  dtype {p.dtype}.",
+            "",
+            f"def {p.fname}({', '.join(params)}):",
+        ]
+        driver = "\n".join(head + checks + leaves + [f"    _r = _core({', '.join(core_args)})", f"    return {ret_d}", ""])
+        return driver, core, core_args
+
+
+def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=None) -> tuple:
+    """``(function, source, path, core, kernels)`` of ``program`` as a driver and one njit core, or raise
+    :class:`NotWhole`."""
+    if any(v.role == "random" for v in program.val.values()):
+        raise NotWhole("random draws")
+    if any(v.role == "op" and v.op.outputs is not None for v in program.val.values()):
+        raise NotWhole("a loop")
+    kernels = fuse(program, whole=True)
+    program.plan()
+    if program.master_updates or any(not program.direct(v) for v in program.val.values() if v.role == "param"):
+        raise NotWhole("a param held in another dtype")
+    writer = _Writer(program, state_arrays, rng, kernels)
+    driver, core_src, _ = writer.sources()
+    core = load_kernel(core_src, "core")
+    ns = {k: v for k, v in writer.g.table.items()}
+    ns.update(_runtime_globals(program.np_dtype))
+    ns.update(_feed_helpers(fname, program.inputs, program.np_dtype, lambda i: dims_before(program.inputs, i),
+                            program.range_checks))
+    ns["_core"] = core
+    ns["__name__"] = f"symgrad_generated_numba_{fname}"
+    fn, path = _load(driver, fname, ns)
+    parts = [driver, "# ---- _core (numba.njit, error_model='numpy')\n" + core_src]
+    used = list(writer.x.used.values())
+    for k in used:
+        parts.append(f"# ---- {k.name}: {', '.join(dict.fromkeys(k.ops))} (numba.njit, error_model='numpy')\n"
+                     + k.source)
+    return fn, "\n\n".join(parts), path, core, used
+
+
+__all__ = ["build_whole", "NotWhole"]
