@@ -8,7 +8,7 @@ Rows (each in float64 and float32 where it says so):
 * LeNet-sized CNN, Adam, batch 64 (f32)                             -- bench/conv_step.py's net and NumPy.
 
 Columns: hand-written NumPy (ms), then each symgrad backend (``numpy``, ``numba``, ``jax`` when
-``backend="jax"`` works here) and PyTorch / JAX written natively where they are installed, as ratios
+``backend="jax"`` works here, and ``jax-dev``: the JAX backend with ``sync=False``) and PyTorch / JAX written natively where they are installed, as ratios
 to NumPy (lower is faster); and the compile times of the Numba backend: ``cold`` (first
 ``sg.compile_step`` + first step of the row in this process, with an empty kernel cache: code generation
 and Numba compiling its kernels and whole-step core), ``cached`` (the same again in a fresh process whose
@@ -73,9 +73,9 @@ def mlp_row(label, sizes, batch, kind, dtype, backends, frameworks):
             loss = sg.losses.mse(model(xv), yv)
         opt = sg.optim.Adam(lr=mlp_step.LR, beta1=mlp_step.BETA1, beta2=mlp_step.BETA2, eps=mlp_step.EPS)
         step = _compile_timed(sg, compile_s, backend, lambda b=backend: sg.compile_step(
-            loss, opt, inputs=[xv, yv], dtype=dtype, backend=b), (X, Y))
+            loss, opt, inputs=[xv, yv], dtype=dtype, **_kw(b)), (X, Y))
         if step is not None:
-            fns[f"sg-{backend}"] = (lambda s=step: s(X, Y))
+            fns[f"sg-{backend}"] = (lambda s=step: _call(s, X, Y))
     for name, make in (("torch", mlp_step.torch_step), ("jax-native", mlp_step.jax_step)):
         if name in frameworks:
             fn = _optional(lambda m=make: m(weights, kind, dtype, X, Y))
@@ -102,9 +102,9 @@ def rnn_row(backends, frameworks):
         loss = 0.5 * sg.sum(d ** 2)
         params = [rnn.W_ih, rnn.W_hh, rnn.b_ih, rnn.b_hh]
         step = _compile_timed(sg, compile_s, backend, lambda b=backend: sg.compile_step(
-            loss, sg.optim.SGD(lr=rb.LR), inputs=[x, y], params=params, backend=b), (X, Y))
+            loss, sg.optim.SGD(lr=rb.LR), inputs=[x, y], params=params, **_kw(b)), (X, Y))
         if step is not None:
-            fns[f"sg-{backend}"] = (lambda s=step: s(X, Y))
+            fns[f"sg-{backend}"] = (lambda s=step: _call(s, X, Y))
     return fns, compile_s
 
 
@@ -127,14 +127,27 @@ def cnn_row(batch, dtype, backends, frameworks):
         loss = sg.losses.cross_entropy(sg.relu(h @ F1 + c1) @ F2 + c2, yv)
         opt = sg.optim.Adam(lr=cs.LR, beta1=cs.BETA1, beta2=cs.BETA2, eps=cs.EPS)
         step = _compile_timed(sg, compile_s, backend, lambda b=backend: sg.compile_step(
-            loss, opt, inputs=[xv, yv], dtype=dtype, backend=b), (Xd, Y))
+            loss, opt, inputs=[xv, yv], dtype=dtype, **_kw(b)), (Xd, Y))
         if step is not None:
-            fns[f"sg-{backend}"] = (lambda s=step: s(Xd, Y))
+            fns[f"sg-{backend}"] = (lambda s=step: _call(s, Xd, Y))
     if "torch" in frameworks:
         fn = _optional(lambda: cs.torch_step(weights, dtype))
         if fn is not None:
             fns["torch"] = (lambda: fn(Xd, Y))
     return fns, compile_s
+
+
+def _kw(backend: str) -> dict:
+    """``sg.compile_step`` keywords of a column: ``jax-dev`` is the JAX backend with ``sync=False`` (params
+    and state stay on the device between steps; ``p.value`` is written back only by ``step.sync()``)."""
+    return {"backend": "jax", "sync": False} if backend == "jax-dev" else {"backend": backend}
+
+
+def _call(step, *batch):
+    """One step, waited for: a JAX step returns before its work is done (``block_until_ready``)."""
+    out = step(*batch)
+    ready = getattr(out, "block_until_ready", None)
+    return ready() if ready is not None else out
 
 
 def _optional(make):
@@ -154,7 +167,7 @@ def _compile_timed(sg, compile_s, backend, make, batch):
         if "backend" in str(e):
             return None
         raise
-    step(*batch)
+    _call(step, *batch)
     compile_s[backend] = time.perf_counter() - t0
     return step
 
@@ -233,10 +246,10 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
-    backends = ["numpy", "numba", "jax"]
+    backends = ["numpy", "numba", "jax", "jax-dev"]
     frameworks = ["torch", "jax-native"]
     rounds = 2 if args.quick else args.rounds
-    cols = ["sg-numpy", "sg-numba", "sg-jax", "torch", "jax-native"]
+    cols = ["sg-numpy", "sg-numba", "sg-jax", "sg-jax-dev", "torch", "jax-native"]
     print(f"One training step, median CPU time of {rounds} interleaved rounds, {args.threads} BLAS thread(s); "
           f"ratios to hand-written NumPy (lower is faster; '-': not available here)")
     head = f"{'row':28} {'dtype':7} {'numpy ms':>9} " + " ".join(f"{c:>10}" for c in cols) + \
@@ -263,6 +276,8 @@ def main(argv=None) -> int:
     print("numba cold s: sg.compile_step + the first step (Numba compiles the kernels then), empty kernel cache;")
     print("cached s: the same in a fresh process, kernels loaded from the on-disk cache;")
     print("import s: importing numba and the backend's modules, before (and not counted in) the two above.")
+    print("sg-jax: backend='jax' writing p.value back after every step; sg-jax-dev: sync=False, params and")
+    print("state kept on the device (step.sync() writes them back), each step waited for.")
     return 0
 
 
