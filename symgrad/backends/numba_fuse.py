@@ -13,6 +13,8 @@ loop, and every kernel costs a Numba compile.
 """
 from __future__ import annotations
 
+import re
+
 import dataclasses
 from typing import Any
 
@@ -211,6 +213,8 @@ class Fuser:
         if not result:  # a lone reduction (whole-step functions): the sum of its input
             k = next(i for i, q in enumerate(params) if q is elem_root)
             result = index_text(f"x{k}", index[k])
+        if self.p.float32:  # float32 arithmetic stays float32: Python floats would make every entry float64
+            body, result = [(t, _float32_text(c, index)) for t, c in body], _float32_text(result, index)
         plist = [(f"x{k}", index[k]) for k in range(len(params))]
         reduce, dims_from = None, ()
         if red is not None:
@@ -244,6 +248,18 @@ class Fuser:
         new = Value(op, tuple(params), (("shape", tuple(root.shape)),), root.shape, "float", order=root.order)
         new.nodes = list(root.nodes)
         return new
+
+
+_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:e[-+]?\d+)?|\d+e[-+]?\d+)")
+
+
+def _float32_text(code: str, index: list) -> str:
+    """``code`` with its float literals and scalar inputs as float32 (``np.float32(0.5)``)."""
+    code = _LITERAL.sub(r"np.float32(\1)", code)
+    for k, ix in enumerate(index):
+        if ix is None:
+            code = re.sub(rf"\bx{k}\b(?!\[)", f"np.float32(x{k})", code)
+    return code
 
 
 def _kernel_op(name: str, fn, nin: int, scalar_out: bool, inplace: bool, flat: bool) -> OpDef:
