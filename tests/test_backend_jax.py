@@ -21,8 +21,7 @@ import symgrad as sg  # noqa: E402
 from symgrad.backends import jax_backend  # noqa: E402
 from symgrad.errors import OpDefinitionError  # noqa: E402
 
-from symgrad.ops import REGISTRY  # noqa: E402
-from test_codegen import ANY, CASES, _value  # noqa: E402
+from test_codegen import ANY, CASES, _case_graph, _value  # noqa: E402
 
 GROUPS = 12
 #: XLA options that compile several times faster (code that runs once): the emitted code is under test here
@@ -32,28 +31,6 @@ _GROUPS = [CASES[k::GROUPS] for k in range(GROUPS)]
 
 def _group_ids(group) -> str:
     return ",".join(sorted({c[0] for c in group}))[:60]
-
-
-def _case_graph(case, rng, prefix):
-    """tests/test_codegen.py's graph of a case (the op, and a scalar of it with its gradients), its vars
-    named ``<prefix>x<i>`` so that many cases make one graph."""
-    name, shapes, build, domain, *extra = case
-    spec = extra[0] if extra else None
-    ints = spec.int_inputs if spec is not None else tuple(range(len(shapes))) if name == "one_hot" else ()
-    xs = [sg.var(f"{prefix}x{i}", shape=s, dtype="int" if i in ints else "float") for i, s in enumerate(shapes)]
-    out = build(*xs)
-    assert any(n.op is not None and n.op.name == name for n in sg.Graph(out).order)
-    outputs = [out]
-    floats = [x for i, x in enumerate(xs) if i not in ints]
-    if floats and REGISTRY[name].vjp is not None:
-        y = sg.sum(sg.sin(out) + 0.5 * out * out)
-        if spec is not None:
-            wrt = [xs[i] for i in spec.wrt] if spec.wrt is not None else floats
-        else:
-            wrt = xs[1:] if name == "where" else xs[:1] if name in ("reshape_like", "broadcast_like") else xs
-        outputs += [y] + sg.grad(y, wrt)
-    feeds = [_value(x.shape, domain[i] if i < len(domain) else ANY, rng, x.dtype) for i, x in enumerate(xs)]
-    return xs, outputs, feeds
 
 
 def _group_graph(group, seed):

@@ -118,13 +118,14 @@ def _value(shape, lo_hi, rng, dtype="float"):
     return rng.uniform(lo, hi, size=shape)
 
 
-def _case_graph(case, rng):
+def _case_graph(case, rng, prefix: str = ""):
     """The inputs of a case, its outputs (the op, and a scalar of it with its gradients when the op is
-    differentiable) and random feeds from the op's domain."""
+    differentiable) and random feeds from the op's domain; its vars named ``<prefix>x<i>`` (a prefix lets
+    many cases share one graph, as the JAX backend's grouped tests do)."""
     name, shapes, build, domain, *extra = case
     spec = extra[0] if extra else None  # an op_cases.Case
     ints = spec.int_inputs if spec is not None else tuple(range(len(shapes))) if name == "one_hot" else ()
-    xs = [sg.var(f"x{i}", shape=s, dtype="int" if i in ints else "float") for i, s in enumerate(shapes)]
+    xs = [sg.var(f"{prefix}x{i}", shape=s, dtype="int" if i in ints else "float") for i, s in enumerate(shapes)]
     out = build(*xs)
     assert any(n.op is not None and n.op.name == name for n in sg.Graph(out).order)
     outputs = [out]
