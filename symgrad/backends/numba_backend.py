@@ -164,16 +164,10 @@ class NumbaStep(_FirstCall, api.StepFunction):
             return self._timed(lambda s, *a, **k: s._first(a, k), args, kwargs)
         return api.StepFunction.__call__(self, *args, **kwargs)
 
-    def evaluate(self, *args: Any, **kwargs: Any):
-        with self._lock:
-            if self._evaluate is None:
-                eval_loss, eval_outputs = self._evaluation
-                self._evaluate = compile([eval_loss] + list(eval_outputs), inputs=self.inputs, dtype=self.dtype,
-                                         reuse_buffers=self._reuse, seed=self.rng)
-            res = self._evaluate(*args, **kwargs)
-        if not self.outputs:
-            return float(res[0])
-        return (float(res[0]),) + tuple(res[1:])
+    @staticmethod
+    def _compile_function(outputs, **options):
+        """``evaluate``'s function, compiled by this backend."""
+        return compile(outputs, **options)
 
 
 def compile_step(loss, optimizer, inputs=(), outputs=(), *, params=None, dtype: str = "float64",

@@ -296,12 +296,17 @@ class StepFunction:
         with self._lock:
             if self._evaluate is None:
                 eval_loss, eval_outputs = self._evaluation
-                self._evaluate = compile([eval_loss] + list(eval_outputs), inputs=self.inputs, dtype=self.dtype,
-                                         reuse_buffers=self._reuse, seed=self.rng)
+                self._evaluate = self._compile_function([eval_loss] + list(eval_outputs), inputs=self.inputs,
+                                                        dtype=self.dtype, reuse_buffers=self._reuse, seed=self.rng)
             res = self._evaluate(*args, **kwargs)
         if not self.outputs:
             return float(res[0])
         return (float(res[0]),) + tuple(res[1:])
+
+    @staticmethod
+    def _compile_function(outputs, **options) -> "CompiledFunction":
+        """How this step's backend compiles a function (``evaluate``'s): :func:`compile` here."""
+        return compile(outputs, **options)
 
     def seed(self, seed: int) -> None:
         """Reseed the generator of the random nodes: the calls that follow draw what a step compiled
