@@ -28,7 +28,7 @@ import sympy
 from jax import lax
 
 from ..errors import OpDefinitionError
-from ..ops.index import ARRAY, _is_slice
+from ..ops.index import _numpy_key as _key  # NumPy's key form is JAX's too
 
 __all__ = ["JAX_OPS", "EMIT_OK", "jax_form", "numpy_emit_as_jax", "NO_FORM"]
 
@@ -221,21 +221,6 @@ def pad(x, widths, value):
 
 
 # ------------------------------------------------------------ indexing
-def _key(items: tuple, index: Any = None) -> tuple:
-    """A symgrad key (slices stored as ``(start, stop, step)``) as JAX indexing takes it."""
-    out = []
-    for item in items:
-        if item is None:
-            out.append(None)
-        elif item == ARRAY:
-            out.append(index)
-        elif _is_slice(item):
-            out.append(slice(*item))
-        else:
-            out.append(item)
-    return tuple(out) + (Ellipsis,)
-
-
 def _positions(index):
     index = _f(index)
     return index.astype(jnp.int32) if jnp.issubdtype(index.dtype, jnp.floating) else index
