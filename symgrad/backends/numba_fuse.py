@@ -8,8 +8,9 @@ and its value carries the nodes of the group's root, whose name and ``# grad of:
 
 A value joins the group of the value that reads it when it is elementwise with printable scalar code,
 has that value's shape (no work is repeated), and nothing else reads it (no output, store or second
-reader).  Groups of fewer than ``min_ops`` ops stay NumPy calls: a lone ``np.tanh`` is as fast as a
-loop, and every kernel costs a Numba compile.
+reader).  Groups of fewer than ``min_ops`` ops stay NumPy calls (a lone ``np.add`` is as fast as a loop,
+and every kernel costs a Numba compile), unless they call ``exp``, ``tanh`` or σ, whose loops here are
+vectorised and NumPy's float64 ones are not on most CPUs (:mod:`.numba_scalar`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..codegen.names import float_literal
 from ..codegen.schedule import Program
 from ..ops.base import OpDef
 from .numba_kernels import digest, index_text, kernel_source, load_kernel, scalar_code
+from .numba_scalar import VECTOR_FUNCS
 
 
 def _no_sym(*args, **kwargs):  # pragma: no cover  kernels exist only inside the compiler
@@ -39,6 +41,32 @@ class Kernel:
     ops: list[str]
     op: Any = None  #: the internal op of its call (the value computing it has it as its op)
     scalar_out: bool = False  #: a full reduction, returned as a float
+    python: bool = True  #: callable from Python (else only from other compiled code)
+    variants: dict = dataclasses.field(default_factory=dict)  #: input index -> :meth:`aliased` kernel
+
+    def aliased(self, k: int) -> "Kernel":
+        """This kernel for a call that writes its result over its input ``k``: that input is read
+        from ``out`` (and is no argument).  The loop then reads and writes one array at the same index,
+        which LLVM vectorises; with two arguments that are the same array, its overlap check fails at
+        run time and the loop runs one number at a time (4-8 times slower for ``tanh``)."""
+        got = self.variants.get(k)
+        if got is None:
+            lines = self.source.split("\n")
+            d = next(i for i, ln in enumerate(lines) if ln.startswith("def kernel("))
+            lines[d] = re.sub(rf"\bx{k}, ", "", lines[d], count=1)
+            source = re.sub(rf"\bx{k}\b", "out", "\n".join(lines))
+            fn = load_kernel(source, python=self.python)
+            got = self.variants[k] = Kernel(source, fn, f"_nk_{digest(source)[:10]}", self.ops, self.op,
+                                            python=self.python)
+        return got
+
+    def call(self, args: list[str], out: str) -> tuple["Kernel", list[str]]:
+        """``(kernel, arguments)`` of a call writing into ``out``: :meth:`aliased` when ``out`` is one of
+        ``args`` (compared as source text, so a view of it never matches)."""
+        k = next((i for i, a in enumerate(args) if str(a) == out), None)
+        if k is None:
+            return self, list(args) + [out]
+        return self.aliased(k), [a for i, a in enumerate(args) if i != k] + [out]
 
 
 def _broadcast_index(arg_shape: tuple, loop_shape: tuple) -> tuple | None:
@@ -86,10 +114,11 @@ def _reduce_spec(v: Value) -> tuple[str, tuple, bool] | None:
 class Fuser:
     """Finds the groups of one program and replaces each with a kernel value."""
 
-    def __init__(self, p: Program, min_ops: int = 3, whole: bool = False):
+    def __init__(self, p: Program, min_ops: int = 3, whole: bool = False, flat: bool = True):
         # whole: for a whole-step function (every elementwise op and reduction a loop, loop nests of the
-        # arrays' own rank: no flat 1-D views, which need contiguous arrays inside Numba)
-        self.p, self.min_ops, self.whole = p, min_ops, whole
+        # arrays' own rank: no flat 1-D views, which need contiguous arrays inside Numba); flat=False: loop
+        # nests of the arrays' rank also outside (a loop body's kernels: no reshape calls per step)
+        self.p, self.min_ops, self.whole, self.flat = p, min_ops, whole, flat and not whole
         self.kernels: list[Kernel] = []
         self._code: dict[int, str | None] = {}
 
@@ -104,6 +133,11 @@ class Fuser:
         if id(v) not in self._code:
             self._code[id(v)] = scalar_code(v.op, v.attrs, [f"a{i}" for i in range(len(v.args))])
         return self._code[id(v)] is not None
+
+    def _vector(self, v: Value) -> bool:
+        """Whether ``v``'s scalar code calls a function whose loop beats NumPy's ufunc (``tanh``, ``exp``, σ)."""
+        code = self._code.get(id(v)) or ""
+        return any(re.search(rf"(?<![\w.]){f}\(", code) for f in VECTOR_FUNCS)
 
     def run(self) -> list[Kernel]:
         p = self.p
@@ -140,7 +174,7 @@ class Fuser:
                         stack.append(a)
             if red is not None and len(members) < 2 and not self.whole:
                 continue  # a lone reduction stays np.sum
-            if len(members) < self.min_ops:
+            if len(members) < self.min_ops and not any(self._vector(m) for m in members):
                 continue
             new = self._kernel_value(v, members, red, loop_shape)
             for m in members:
@@ -183,7 +217,7 @@ class Fuser:
                     params.append(a)
         # flat: every array input has the loop's shape, so the kernel loops over 1-D arrays (one kernel, one
         # Numba compile, for every rank); else a loop nest with each input read at its broadcast index
-        flat = not self.whole and len(loop_shape) > 1 and all(a.ndim == 0 or tuple(a.shape) == loop_shape for a in params) and (
+        flat = self.flat and len(loop_shape) > 1 and all(a.ndim == 0 or tuple(a.shape) == loop_shape for a in params) and (
             red is None or len(red[1]) == len(loop_shape) and not red[2])
         rank = 1 if flat else len(loop_shape)
         index = [None if a.ndim == 0 else ("i0",) if flat else _broadcast_index(a.shape, loop_shape) for a in params]
@@ -236,14 +270,14 @@ class Fuser:
         source = kernel_source(rank, plist, body, result, reduce, dims_from)
         fn = load_kernel(source, python=not self.whole)
         name = f"_nk_{digest(source)[:10]}"
-        kernel = Kernel(source, fn, name, [m.op.name for m in ordered])
+        kernel = Kernel(source, fn, name, [m.op.name for m in ordered], python=not self.whole)
         self.kernels.append(kernel)
         scalar_out = red is not None and reduce[2] is None
         # a kernel writes its result in place only when no input is a view (which could overlap the buffer
         # at other indices: NumPy's ufuncs copy then, a loop would read what it has overwritten); a reduction
         # zeroes its result first: never in place
         views = any(a.role == "op" and not a.op.fresh and a.ndim > 0 for a in params)
-        op = _kernel_op(name, fn, len(params), scalar_out, inplace=red is None and not views, flat=flat)
+        op = _kernel_op(kernel, len(params), scalar_out, inplace=red is None and not views, flat=flat)
         kernel.op, kernel.scalar_out = op, scalar_out
         new = Value(op, tuple(params), (("shape", tuple(root.shape)),), root.shape, "float", order=root.order)
         new.nodes = list(root.nodes)
@@ -262,23 +296,27 @@ def _float32_text(code: str, index: list) -> str:
     return code
 
 
-def _kernel_op(name: str, fn, nin: int, scalar_out: bool, inplace: bool, flat: bool) -> OpDef:
+def _kernel_op(kernel: Kernel, nin: int, scalar_out: bool, inplace: bool, flat: bool) -> OpDef:
     """The internal op of one kernel call: ``name(x0, x1, out)``, into the buffer the planner gives it.
     A flat kernel is handed its arrays as 1-D (``x.reshape(-1)``: a view of a C-ordered array, else a copy)
     and its result is reshaped back; the arrays a result lands in in place (params, optimizer state, the
     planner's buffers) are C-ordered, and a temporary that is not is rebound to the copy written."""
+
+    name = kernel.name
 
     def emit(args, target, shape):
         ins = [(f"{a}.reshape(-1)" if flat else a) if a.ndim > 0 else a if a.scalar else f"float({a})"
                for a in args]
         if scalar_out:
             return f"_sc({name}({', '.join(ins)}))"
-        out = target.buffer if target.buffer is not None else f"np.empty({target.dims(shape)}, _DT)"
-        if flat:
-            return f"{name}({', '.join(ins + [out + '.reshape(-1)'])}).reshape({target.dims(shape)})"
-        return f"{name}({', '.join(ins + [out])})"
+        if target.buffer is None:
+            out = f"np.empty({target.dims(shape)}, _DT)"
+            return f"{name}({', '.join(ins + [out + '.reshape(-1)' if flat else out])})" + (
+                f".reshape({target.dims(shape)})" if flat else "")
+        k, call = kernel.call(ins, f"{target.buffer}.reshape(-1)" if flat else target.buffer)
+        return f"{k.name}({', '.join(call)})" + (f".reshape({target.dims(shape)})" if flat else "")
 
-    return OpDef(name="fused", nin=nin, shape=lambda nodes, **attrs: (), impl=fn, sym=_no_sym, vjp=None,
+    return OpDef(name="fused", nin=nin, shape=lambda nodes, **attrs: (), impl=kernel.fn, sym=_no_sym, vjp=None,
                  label="fused", internal=True, foldable=False, emit=emit, inplace=inplace, fresh=True,
                  preserves_dtype=True)
 
@@ -306,10 +344,12 @@ def _topo(roots: list[Value]) -> list[Value]:
     return out
 
 
-def fuse(p: Program, min_ops: int = 3, whole: bool = False) -> list[Kernel]:
+def fuse(p: Program, min_ops: int = 3, whole: bool = False, flat: bool = True) -> list[Kernel]:
     """Replace the fusible groups of ``p`` (before :meth:`Program.plan`) by kernel values (with
-    ``whole``, every elementwise op and reduction, for :mod:`.numba_whole`, which inlines them)."""
-    return Fuser(p, 1 if whole else min_ops, whole).run()
+    ``whole``, every elementwise op and reduction, for :mod:`.numba_whole`, which inlines them).
+    A group of fewer than ``min_ops`` ops becomes a kernel only when it calls one of
+    :data:`~.numba_scalar.VECTOR_FUNCS`.  ``flat=False``: kernels loop over the arrays' own rank."""
+    return Fuser(p, 1 if whole else min_ops, whole, flat).run()
 
 
 __all__ = ["fuse", "Kernel", "Fuser"]

@@ -6,9 +6,10 @@ one loop nest over the output, reading each input at its broadcast index (``b[i1
 ``(batch, n)`` loop).  Its source uses generic names (``x0, x1, …`` for the inputs, ``t0, t1, …`` for
 the values inside the group, ``out`` for the result), so the kernels of equal expressions are one
 kernel whatever the model calls their values: the driver function names them (see
-:mod:`.numba_backend`).  The scalar code of an op comes from its declaration: its ufunc (``np.tanh``,
+:mod:`.numba_backend`).  The scalar code of an op comes from its declaration: its ufunc (``np.log``,
 or its infix operator) or its SymPy meaning printed as Python (``Piecewise`` as ``a if c else b``,
-symgrad's own functions as the calls of :mod:`.numba_scalar`).
+symgrad's own functions as the calls of :mod:`.numba_scalar`); ``exp`` and ``tanh`` are the
+vectorisable ones of :mod:`.numba_scalar`, not the C library's.
 
 Each kernel's source is written, once and atomically, to ``<cache>/k_<hash of the source>.py`` and
 loaded from there with ``numba.njit(cache=True)``: Numba keys its cache on that file (path and
@@ -21,7 +22,7 @@ compiles hundreds of kernels once (the op tests) does not need.
 >>> import sympy
 >>> from symgrad.ops import REGISTRY
 >>> scalar_code(REGISTRY["tanh"], (), ["a"]), scalar_code(REGISTRY["mul"], (), ["a", "b"])
-('np.tanh(a)', '(a * b)')
+('tanh(a)', '(a * b)')
 >>> scalar_code(REGISTRY["sigmoid"], (), ["z"])
 'sigmoid((z))'
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -39,7 +41,7 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..ops.kernels import MASK_MUL
-from .numba_scalar import SCALAR_FUNCS
+from .numba_scalar import SCALAR_FUNCS, VECTOR_FUNCS
 
 _ARG = "zqarg{}"  # placeholder names of an op's operands while its SymPy meaning is printed
 
@@ -96,7 +98,8 @@ def scalar_code(op, attrs: tuple, args: Sequence[str]) -> str | None:
     if op.ufunc is not None:
         if op.infix and not op.ufunc_args and op.infix != "@":
             return f"({op.infix}{args[0]})" if len(args) == 1 else f"({args[0]} {op.infix} {args[1]})"
-        return f"np.{op.ufunc}({', '.join(list(args) + list(op.ufunc_args))})"
+        fn = op.ufunc if op.ufunc in VECTOR_FUNCS and not op.ufunc_args else f"np.{op.ufunc}"
+        return f"{fn}({', '.join(list(args) + list(op.ufunc_args))})"
     if not op.elementwise or op.scalar is None or _meaning_differs(op):
         return None
     text = _printed(op, tuple(attrs))
@@ -104,7 +107,10 @@ def scalar_code(op, attrs: tuple, args: Sequence[str]) -> str | None:
         return None
     for i in reversed(range(len(args))):  # zqarg10 before zqarg1
         text = text.replace(_ARG.format(i), f"({args[i]})")
-    return text
+    return _VECTOR_CALL.sub(r"\1(", text)
+
+
+_VECTOR_CALL = re.compile(r"\bmath\.(" + "|".join(f for f in VECTOR_FUNCS if f in ("exp", "tanh")) + r")\(")
 
 
 # ------------------------------------------------------------------ kernel source
@@ -183,8 +189,22 @@ def cache_dir() -> str:
     raise OSError("symgrad numba backend: no writable cache folder (set SYMGRAD_CACHE)")
 
 
+def _helpers_hash() -> bytes:
+    """A hash of the modules a kernel's source imports from (its compiled code inlines them)."""
+    h = hashlib.sha256()
+    for name in ("numba_scalar.py", "numba_forms.py"):
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), "rb") as f:
+            h.update(f.read())
+    return h.digest()
+
+
+_HELPERS = _helpers_hash()
+
+
 def digest(source: str) -> str:
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:20]
+    """The key of a kernel: a hash of its source and of the helpers it inlines (so an edit of
+    :mod:`.numba_scalar` never runs a kernel compiled from the old one out of Numba's disk cache)."""
+    return hashlib.sha256(_HELPERS + source.encode("utf-8")).hexdigest()[:20]
 
 
 def _write_once(path: str, source: str) -> None:

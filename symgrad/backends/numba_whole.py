@@ -84,12 +84,14 @@ class _Expressions(Expressions):
         for x in v.args:
             text = self.ref(x)
             args.append(text if x.ndim > 0 or x.pyscalar else f"float({text})")
-        self.used[kernel.name] = kernel
         if kernel.scalar_out:
+            self.used[kernel.name] = kernel
             return f"{kernel.name}({', '.join(args)})"
         if out is None:
             out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}{',' if v.ndim == 1 else ''}), _DT)"
-        return f"{kernel.name}({', '.join(args + [out])})"
+        kernel, args = kernel.call(args, out)  # written over an input: the variant reading it from out
+        self.used[kernel.name] = kernel
+        return f"{kernel.name}({', '.join(args)})"
 
 
 class _Writer(FunctionWriter):

@@ -32,6 +32,9 @@ class FunctionWriter:
         self.ident_of: dict[Node, str] = {}  # forward node -> identifier of its value (for dL_d… names)
         self.generic: set[str] = set()  # identifiers of unnamed values
         self.stored_in = {id(v): leaf for leaf, v in program.plan_stores if v is not None}
+        #: a backend's pass over each loop body's program before it is planned (the Numba backend fuses
+        #: the body's elementwise ops there); None: the body is compiled as it is
+        self.body_pass = None
 
     def _dim(self, d) -> str:
         return str(int(d)) if isinstance(d, int) else self.dim_ident[d]

@@ -123,6 +123,7 @@ class BodyWriter:
         w.bufs = assign(program, w.g.bind)
         w.master_ident, w.ident_of, w.generic, w.stored_in = {}, parent.ident_of, parent.generic, {}
         w.loop_rows = parent.__dict__.setdefault("loop_rows", {})
+        w.body_pass = parent.body_pass
         self.w = w
 
 
@@ -152,6 +153,8 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
     # the body, compiled on its own: placeholders are its inputs, carries and needed ys its outputs
     outputs = list(body.carry_out) + [body.ys[m] for m in need]
     program = Program("body", p.dtype, list(body.placeholders), [], outputs, [], [], params_writable=False)
+    if writer.body_pass is not None:
+        writer.body_pass(program)
     program.plan()
     bw = BodyWriter(program, writer).w
     step = "t" if "t" not in names.taken else names.new("step")

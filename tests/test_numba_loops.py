@@ -1,0 +1,171 @@
+"""backend="numba": the vectorisable exp, tanh and σ of the kernels (accuracy against NumPy, special
+values), kernels that write over one of their inputs (the aliased variant), and loop bodies (``sg.scan``:
+RNN, LSTM) fused into kernels, with steps equal to the NumPy backend's."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+numba = pytest.importorskip("numba")
+
+from symgrad.backends import numba_kernels  # noqa: E402  (after the skip)
+from symgrad.backends.numba_scalar import exp, sigmoid, tanh  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel_cache(tmp_path_factory):
+    import os
+    saved = {k: os.environ.get(k) for k in ("SYMGRAD_CACHE", "SYMGRAD_NUMBA_CACHE")}
+    os.environ["SYMGRAD_CACHE"] = str(tmp_path_factory.mktemp("symgrad_cache"))
+    os.environ["SYMGRAD_NUMBA_CACHE"] = "0"
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@numba.njit(error_model="numpy")
+def _loop_tanh(x, out):
+    for i in range(x.size):
+        out[i] = tanh(x[i])
+
+
+@numba.njit(error_model="numpy")
+def _loop_exp(x, out):
+    for i in range(x.size):
+        out[i] = exp(x[i])
+
+
+@numba.njit(error_model="numpy")
+def _loop_sigmoid(x, out):
+    for i in range(x.size):
+        out[i] = sigmoid(x[i])
+
+
+def _ulps(got, want):
+    """Largest distance in units of the last place, NaN where NumPy has NaN and inf where it has inf."""
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    inf = np.isinf(want)
+    assert np.array_equal(got[inf], want[inf])
+    fin = np.isfinite(want)
+    return float(np.max(np.abs(got[fin] - want[fin]) / np.spacing(np.maximum(np.abs(want[fin]), 5e-324))))
+
+
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 20.0, -20.0, 19.06, 0.3465, 0.3466, 1e-300, 5e-324,
+                    -5e-324, 709.78, 710.0, 1000.0, -708.4, -740.0, -745.1, -746.0, -1e5])
+
+
+def _call(loop, x):
+    out = np.empty_like(x)
+    with np.errstate(over="ignore"):
+        loop(x, out)
+    return out
+
+
+def test_tanh_is_within_3_ulp_of_numpy_everywhere():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=40_000) * s for s in (1e-12, 1e-6, 1e-2, 0.2, 0.35, 1, 3, 10, 30)] + [SPECIAL])
+    got = _call(_loop_tanh, x)
+    assert _ulps(got, np.tanh(x)) <= 3
+    s = got[-len(SPECIAL):]
+    assert np.signbit(s[1]) and not np.signbit(s[0])  # tanh(−0) = −0
+    assert s[5] == 1.0 and s[6] == -1.0 and s[12] == -5e-324  # saturated exactly; subnormals kept
+
+
+def test_exp_is_within_2_ulp_of_numpy_with_inf_zero_and_subnormals():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-745.2, 709.78, size=200_000), rng.normal(size=50_000),
+                        rng.uniform(-745.2, -708.0, size=20_000), SPECIAL])
+    got = _call(_loop_exp, x)
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    assert _ulps(got, want) <= 2
+    s = got[-len(SPECIAL):]
+    assert s[14] == np.inf and s[15] == np.inf and s[-2] == 0.0 and s[-1] == 0.0 and s[2] == np.inf
+    sub = (want > 0) & (want < np.finfo(float).tiny)
+    assert sub.sum() > 1000 and np.array_equal(got[sub] > 0, want[sub] > 0)
+
+
+def test_sigmoid_is_within_3_ulp_and_never_overflows():
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(-700, 700, size=100_000), rng.normal(size=100_000) * 4, SPECIAL])
+    with np.errstate(over="raise", invalid="ignore"):
+        got = _call(_loop_sigmoid, x)
+    # σ(x) = 1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) below, in NumPy, as the reference
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-np.abs(x))
+        want = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    assert _ulps(got, want) <= 3
+    s = got[-len(SPECIAL):]
+    assert s[2] == 1.0 and s[3] == 0.0 and np.isnan(s[4]) and s[-1] == 0.0
+
+
+def test_kernel_written_over_its_input_is_its_aliased_variant():
+    """z = x @ W is a temporary; tanh(z + b) is computed over it: the call hands the kernel z as ``out``
+    only, and the kernel reads it there (one array, one index: LLVM vectorises the loop)."""
+    x, W, b = sg.var("x", shape=("n", 4)), sg.var("W", shape=(4, 3)), sg.var("b", shape=(3,))
+    out = sg.tanh(x @ W + b) * 2.0
+    f = sg.compile(out, [x, W, b], backend="numba")
+    rng = np.random.default_rng(3)
+    xs, Ws, bs = rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    np.testing.assert_allclose(f(xs, Ws, bs), np.tanh(xs @ Ws + bs) * 2.0, rtol=1e-15, atol=1e-15)
+    driver = f.source.split("# ---- ")[0]
+    call = re.search(r"(\w+) = (_nk_\w+)\((.*)\)", driver)
+    assert call is not None, driver
+    args = [a.strip() for a in call.group(3).split(",")]
+    # the kernel's target is the product's buffer, passed once, as out (not also as an input)
+    product = re.search(r"(\w+) = x @ W\n", driver).group(1)
+    assert args == ["b", product], driver
+    (kernel,) = [k for k in f.kernels if k.name == call.group(2)]
+    assert re.search(r"def kernel\(x1, out\):", kernel.source), kernel.source
+    assert re.search(r"t0 = \(out\[i0, i1\] \+ x1\[i1\]\)", kernel.source) and "tanh(t0)" in kernel.source
+
+
+def test_kernel_digest_changes_with_the_helpers_it_inlines(monkeypatch):
+    src = "def kernel(x0, out):\n    pass\n"
+    before = numba_kernels.digest(src)
+    monkeypatch.setattr(numba_kernels, "_HELPERS", numba_kernels._HELPERS + b"edited")
+    assert numba_kernels.digest(src) != before
+
+
+def _recurrent(kind: str, seed: int):
+    rng = np.random.default_rng(seed)
+    layer = {"rnn": sg.nn.RNN, "lstm": sg.nn.LSTM, "gru": sg.nn.GRU}[kind](3, 5, name=kind)
+    for p in layer.parameters():
+        p.value = rng.uniform(-0.5, 0.5, size=p.value.shape)
+    x, y = sg.var("x", shape=("batch", 6, 3)), sg.var("y", shape=("batch", 6, 5))
+    out, _ = layer(x)
+    loss = 0.5 * sg.mean((out - y) ** 2)
+    return layer, x, y, loss
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_numba_recurrent_step_fuses_its_loop_bodies_and_equals_numpy(kind):
+    rng = np.random.default_rng(5)
+    xs, ys = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 6, 5))
+    got = []
+    for backend in ("numpy", "numba"):
+        layer, x, y, loss = _recurrent(kind, 7)
+        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend)
+        losses = [step(xs, ys) for _ in range(3)]
+        got.append((losses, [p.value.copy() for p in layer.parameters()], step))
+    (l0, p0, _), (l1, p1, nb) = got
+    np.testing.assert_allclose(l1, l0, rtol=1e-12)
+    for a, b in zip(p1, p0):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # each loop's body calls a kernel (the forward one computes tanh or σ in it)
+    driver = nb.source.split("# ---- ")[0]
+    loops = re.findall(r"\n( +)for \w+ in range\([^\n]*\n((?:\1    [^\n]*\n)+)", driver)
+    assert len(loops) == 2, driver
+    for _, body in loops:
+        assert "_nk_" in body, body
+    called = set(re.findall(r"_nk_\w+", driver))
+    sources = {k.name: k.source for k in nb.kernels}
+    assert called <= set(sources)
+    assert any(re.search(r"\b(tanh|sigmoid)\(", sources[n]) for n in called)
