@@ -8,6 +8,9 @@ losses and gradients are compared (the ``agree`` column: largest difference of a
 
 * symgrad: :class:`symgrad.nn.RNN` and ``sg.compile_step`` (the forward loop and the reverse scan of the
   gradient compiled to two Python ``for`` loops; the input projection of all steps before the loop).
+* symgrad, ``backend="numba"`` (when Numba is installed): the same loops, each body's elementwise ops one
+  Numba kernel (``tanh(u_t + h W_hh)`` forward, ``(δh + δy_t) ⊙ (1 − h_t²)`` backward) whose tanh is
+  vectorised; the products stay NumPy's BLAS calls.  Compiled (and its kernels jitted) before timing.
 * NumPy: written by hand as one would: the input projection ``X W_ih + b`` of all steps in one product
   before the loop, hidden states written in place into one preallocated array, the backward loop
   computing δz_t in place into a preallocated array, the weight gradients as single products over all
@@ -99,7 +102,7 @@ def numpy_work():
 
 
 # ----------------------------------------------------------------------------------------- symgrad
-def symgrad_step(weights, grads_too=False):
+def symgrad_step(weights, grads_too=False, backend="numpy"):
     import numpy as np
     sys.path.insert(0, ROOT)
     import symgrad as sg
@@ -111,7 +114,7 @@ def symgrad_step(weights, grads_too=False):
     d = out - y
     loss = 0.5 * sg.sum(d ** 2)
     params = [rnn.W_ih, rnn.W_hh, rnn.b_ih, rnn.b_hh]
-    step = sg.compile_step(loss, sg.optim.SGD(lr=LR), inputs=[x, y], params=params)
+    step = sg.compile_step(loss, sg.optim.SGD(lr=LR), inputs=[x, y], params=params, backend=backend)
     grads = sg.compile(sg.grad(loss, params), [x, y]) if grads_too else None
     return step, grads, params
 
@@ -245,9 +248,15 @@ def main(argv=None) -> None:
     agree = max(float(np.abs(a - b).max()) for a, b in zip(ours, ref_grads))
     first = step(X, Y)
     ws = [w.copy() for w in weights]
+    fns = {"symgrad": lambda: step(X, Y), "numpy": lambda: numpy_step(*ws, X, Y, work)}
+    try:
+        nb_step, _, _ = symgrad_step(weights, backend="numba")
+        nb_first = nb_step(X, Y)
+        fns["numba"] = lambda: nb_step(X, Y)
+    except ImportError as e:  # symgrad's DependencyError: the extra is not installed
+        nb_why = str(e).splitlines()[0]
     raw: dict = {}
-    times = rounds({"symgrad": lambda: step(X, Y), "numpy": lambda: numpy_step(*ws, X, Y, work)}, n, reps,
-                   args.clock, raw)
+    times = rounds(fns, n, reps, args.clock, raw)
     # the ratio within each round (both measured under the same load), then its median: steadier than the
     # ratio of the two medians on a shared machine
     paired = statistics.median(s / h for s, h in zip(raw["symgrad"], raw["numpy"]))
@@ -257,6 +266,12 @@ def main(argv=None) -> None:
     print(f"{'NumPy':10s}{times['numpy'] * 1e3:10.3f}{1.0:10.2f}  (hand-written BPTT)")
     print(f"{'symgrad':10s}{times['symgrad'] * 1e3:10.3f}{times['symgrad'] / times['numpy']:10.2f}  "
           f"loss {abs(first - ref_loss):.1e}, gradients {agree:.1e}; paired per-round ratio {paired:.3f}")
+    if "numba" in times:
+        nb_paired = statistics.median(s / h for s, h in zip(raw["numba"], raw["numpy"]))
+        print(f"{'sg numba':10s}{times['numba'] * 1e3:10.3f}{times['numba'] / times['numpy']:10.2f}  "
+              f"loss {abs(nb_first - ref_loss):.1e}; paired per-round ratio {nb_paired:.3f} (backend='numba')")
+    else:
+        print(f"{'sg numba':10s}{'-':>10s}{'-':>10s}  not measured ({nb_why})")
     if not args.quick:
         tt, why = _worker(args.torch_python or sys.executable, "--torch-worker", n, args)
         if tt is not None:
