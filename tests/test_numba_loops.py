@@ -169,3 +169,26 @@ def test_numba_recurrent_step_fuses_its_loop_bodies_and_equals_numpy(kind):
     sources = {k.name: k.source for k in nb.kernels}
     assert called <= set(sources)
     assert any(re.search(r"\b(tanh|sigmoid)\(", sources[n]) for n in called)
+
+
+def test_matmul_into_is_one_gemm_for_every_contiguous_layout_and_np_dot_otherwise():
+    from symgrad.backends.numba_forms import matmul_into
+
+    @numba.njit
+    def mm(a, b, out):
+        return matmul_into(a, b, out)
+
+    rng = np.random.default_rng(4)
+    for dt, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        for m, k, n in ((5, 3, 4), (1, 7, 1), (3, 1, 2), (0, 3, 2), (3, 0, 2), (4, 5, 0)):
+            A, B = rng.normal(size=(m, k)).astype(dt), rng.normal(size=(k, n)).astype(dt)
+            for a in (A, np.asfortranarray(A)):  # C-ordered, F-ordered (a .T of a C-ordered array)
+                for b in (B, np.asfortranarray(B)):
+                    out = np.full((m, n), np.nan, dt)
+                    assert mm(a, b, out) is out
+                    np.testing.assert_allclose(out, A @ B, rtol=tol, atol=tol)  # k = 0: zeros
+    A, B = rng.normal(size=(6, 8))[:, ::2], rng.normal(size=(4, 2))  # strided: np.dot's path
+    with pytest.warns(numba.NumbaPerformanceWarning):
+        np.testing.assert_allclose(mm(A, B, np.empty((6, 2))), A @ B, rtol=1e-12)
+    sig = mm.signatures
+    assert any(s[0].layout == "F" for s in sig) and any(s[0].layout == "A" for s in sig)

@@ -2,8 +2,8 @@
 ``numba.njit`` function, so a step costs one call from Python instead of one per op.
 
 When every op of a step has a Numba form -- elementwise ops and sums/means as loops (the fused
-kernels of :mod:`.numba_fuse`, written inline), matrix products of matrices and vectors as
-``np.dot`` (BLAS), transposes as ``.T``, softmax, log-softmax and the cross-entropy pieces as the
+kernels of :mod:`.numba_fuse`, written inline), matrix products as one BLAS call each
+(:func:`.numba_forms.matmul_into`, ``np.dot`` for vectors), transposes as ``.T``, softmax, log-softmax and the cross-entropy pieces as the
 functions of :mod:`.numba_forms`, Python-scalar arithmetic as itself -- the step is two functions:
 
 * the driver (Python): the NumPy backend's input checks and param loads, then one call;
@@ -31,7 +31,7 @@ from ..codegen.emit import Expressions
 from ..codegen.function import FunctionWriter
 from ..codegen.load import _feed_helpers, _load, _runtime_globals
 from ..codegen.schedule import Program, dims_before
-from .numba_forms import form_for
+from .numba_forms import form_for, matmul_into
 from .numba_fuse import fuse
 from .numba_kernels import digest, load_kernel
 from .numba_scalar import SCALAR_FUNCS
@@ -45,7 +45,7 @@ _IDENT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\b")
 
 
 class _Expressions(Expressions):
-    """Source of one value inside the core: kernel calls, products as ``np.dot``, forms by name."""
+    """Source of one value inside the core: kernel calls, products as ``matmul_into``/``np.dot``, forms by name."""
 
     def __init__(self, *args, kernels: dict, forms: dict):
         super().__init__(*args)
@@ -61,6 +61,11 @@ class _Expressions(Expressions):
             if v.args[0].ndim > 2 or v.args[1].ndim > 2:
                 raise NotWhole(f"matmul of shapes {v.args[0].shape} and {v.args[1].shape}")
             a = [self.ref(x) for x in v.args]
+            if v.args[0].ndim == 2 and v.args[1].ndim == 2:  # one BLAS gemm call, written inline
+                self.forms["matmul_into"] = matmul_into
+                if out is None:
+                    out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}), _DT)"
+                return f"matmul_into({a[0]}, {a[1]}, {out})"
             return f"np.dot({a[0]}, {a[1]}, {out})" if out is not None and v.ndim == 2 else f"np.dot({a[0]}, {a[1]})"
         if op.ufunc is not None:
             if v.ndim > 0 and not v.pyscalar:
