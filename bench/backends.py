@@ -9,11 +9,12 @@ Rows (each in float64 and float32 where it says so):
 
 Columns: hand-written NumPy (ms), then each symgrad backend (``numpy``, ``numba``, ``jax`` when
 ``backend="jax"`` works here, and ``jax-dev``: the JAX backend with ``sync=False``) and PyTorch / JAX written natively where they are installed, as ratios
-to NumPy (lower is faster); and the compile times of the Numba backend: ``cold`` (first
-``sg.compile_step`` + first step of the row in this process, with an empty kernel cache: code generation
-and Numba compiling its kernels and whole-step core), ``cached`` (the same again in a fresh process whose
-kernels come from the on-disk cache) and ``import`` (importing Numba, timed before both).  Times are
-medians of interleaved rounds of the process's CPU time.
+to NumPy (lower is faster); then a table of compile times: the NumPy backend's, and for Numba and JAX
+``cold`` (first ``sg.compile_step`` + first step of the row in a fresh process, with empty on-disk
+caches: code generation, Numba compiling its kernels and whole-step core, XLA compiling the step),
+``cached`` (the same again in a fresh process that finds them in ``$SYMGRAD_CACHE``) and ``import``
+(importing Numba / JAX, timed before both).  Step times are medians of interleaved rounds of the
+process's CPU time.
 
 Run:  python bench/backends.py               (a few minutes)
       python bench/backends.py --quick       (smoke test: small sizes, 2 rounds)
@@ -207,12 +208,21 @@ def worker(spec: dict) -> dict:
         threadpool_limits(spec["threads"])
     except ImportError:
         pass
-    import_s = None
+    import_s = {}
     if "numba" in backends:  # Numba's own import (and the backend's modules), timed apart from compiling
         t0 = time.perf_counter()
         try:
             import symgrad.backends.numba_backend  # noqa: F401
-            import_s = time.perf_counter() - t0
+            import_s["numba"] = time.perf_counter() - t0
+        except ImportError:
+            pass
+    if "jax" in backends:  # JAX's import and its first array (backend start-up)
+        t0 = time.perf_counter()
+        try:
+            import jax.numpy as jnp
+            import symgrad.backends.jax_backend  # noqa: F401
+            jnp.zeros(1).block_until_ready()
+            import_s["jax"] = time.perf_counter() - t0
         except ImportError:
             pass
     if kind == "mlp":
@@ -252,30 +262,41 @@ def main(argv=None) -> int:
     cols = ["sg-numpy", "sg-numba", "sg-jax", "sg-jax-dev", "torch", "jax-native"]
     print(f"One training step, median CPU time of {rounds} interleaved rounds, {args.threads} BLAS thread(s); "
           f"ratios to hand-written NumPy (lower is faster; '-': not available here)")
-    head = f"{'row':28} {'dtype':7} {'numpy ms':>9} " + " ".join(f"{c:>10}" for c in cols) + \
-        f" {'numba cold s':>12} {'cached s':>8} {'import s':>8}"
+    head = f"{'row':28} {'dtype':7} {'numpy ms':>9} " + " ".join(f"{c:>10}" for c in cols)
     print(head)
     print("-" * len(head))
+    compiles = []
     for label, kind, rargs in rows_spec(args.quick):
         for dtype in (["float64"] if kind == "rnn" else ["float32"] if kind == "cnn" else ["float64", "float32"]):
             reps = 1 if args.quick else (200 if "tiny" in label else 20 if kind == "mlp" else 3)
             spec = {"kind": kind, "args": list(rargs), "dtype": dtype, "backends": backends,
                     "frameworks": frameworks, "threads": args.threads, "rounds": rounds, "reps": reps}
             with tempfile.TemporaryDirectory(prefix="symgrad-bench-cache-") as cache:
-                res = _run_worker(spec, cache)  # cold: an empty kernel cache
-                warm = _run_worker(dict(spec, backends=["numba"], frameworks=[], rounds=1, reps=1), cache)
+                res = _run_worker(spec, cache)  # cold: empty kernel and XLA caches
+                warm = _run_worker(dict(spec, backends=["numba", "jax"], frameworks=[], rounds=1, reps=1), cache)
             t = res["times"]
             line = f"{label:28} {dtype:7} {t['numpy'] * 1e3:9.3f} "
             line += " ".join(f"{t[c] / t['numpy']:10.2f}" if c in t else f"{'-':>10}" for c in cols)
-            cold, cached = res["compile"].get("numba"), warm["compile"].get("numba")
-            line += f" {cold:12.2f}" if cold is not None else f" {'-':>12}"
-            line += f" {cached:8.2f}" if cached is not None else f" {'-':>8}"
-            imp = res.get("import")
-            line += f" {imp:8.2f}" if imp is not None else f" {'-':>8}"
             print(line, flush=True)
-    print("numba cold s: sg.compile_step + the first step (Numba compiles the kernels then), empty kernel cache;")
-    print("cached s: the same in a fresh process, kernels loaded from the on-disk cache;")
-    print("import s: importing numba and the backend's modules, before (and not counted in) the two above.")
+            compiles.append((label, dtype, res, warm))
+    print()
+    print("Compile seconds: sg.compile_step + the first step, in a fresh process (import not counted)")
+    ccols = [("numpy", "numpy", "compile"), ("numba cold", "numba", "compile"), ("cached", "numba", "warm"),
+             ("import", "numba", "import"), ("jax cold", "jax", "compile"), ("cached", "jax", "warm"),
+             ("import", "jax", "import")]
+    head = f"{'row':28} {'dtype':7} " + " ".join(f"{c:>10}" for c, _, _ in ccols)
+    print(head)
+    print("-" * len(head))
+    for label, dtype, res, warm in compiles:
+        vals = []
+        for _, backend, what in ccols:
+            v = (warm if what == "warm" else res)["compile" if what != "import" else "import"].get(backend)
+            vals.append(f"{v:10.2f}" if v is not None else f"{'-':>10}")
+        print(f"{label:28} {dtype:7} " + " ".join(vals))
+    print("cold: empty kernel cache ($SYMGRAD_CACHE: Numba's kernels and core, JAX's compilation cache); cached: the")
+    print("same in a fresh process that finds them on disk; import: importing numba / jax and the backend's modules")
+    print("(and JAX's first array), timed before the compiles.  JAX caches compiles that took over 1 s")
+    print("(jax_persistent_cache_min_compile_time_secs).")
     print("sg-jax: backend='jax' writing p.value back after every step; sg-jax-dev: sync=False, params and")
     print("state kept on the device (step.sync() writes them back), each step waited for.")
     return 0

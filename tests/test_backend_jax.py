@@ -292,3 +292,51 @@ def test_backend_options_reach_the_jax_backend_and_the_numpy_backend_refuses_the
     assert isinstance(step, jax_backend.JaxStep) and step._sync is False
     with pytest.raises(sg.errors.GraphError, match="backend 'numpy' takes no option"):
         sg.compile_step(loss, sg.optim.SGD(lr=0.1), [X, Y], devices=None)
+
+
+# ------------------------------------------------------------------ compile times and the on-disk cache
+def test_jax_step_reports_its_compile_and_first_call_seconds():
+    X, Y, params, loss, out = _mlp(tag="timed")
+    step = sg.compile_step(loss, sg.optim.SGD(lr=0.1), [X, Y], backend="jax", compiler_options=FAST)
+    assert isinstance(step.compile_seconds, float) and step.compile_seconds > 0 and step.jit_seconds is None
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    step(xs, ys)
+    first = step.jit_seconds
+    assert first > 0
+    step(xs, ys)
+    assert step.jit_seconds == first  # the first call's time, kept
+    f = sg.compile(out, [X], backend="jax", compiler_options=FAST)
+    assert f.jit_seconds is None
+    f(xs)
+    assert f.jit_seconds > 0 and f.compile_seconds > 0
+
+
+_CACHED = textwrap.dedent("""
+    import os, sys, jax
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # cache even quick compiles
+    import numpy as np, symgrad as sg
+    W = sg.param("W", np.full((3, 2), 0.5))
+    X, Y = sg.var("X", shape=("batch", 3)), sg.var("Y", shape=("batch", 2))
+    step = sg.compile_step(sg.losses.mse(sg.tanh(X @ W), Y), sg.optim.SGD(lr=0.1), [X, Y], backend="jax")
+    loss = step(np.ones((4, 3)), np.zeros((4, 2)))
+    folder = jax.config.jax_compilation_cache_dir
+    print("dir", folder)
+    print("files", len(os.listdir(folder)) if folder else 0)
+    print("loss", repr(loss))
+""")
+
+
+def test_jax_backend_keeps_xla_compiles_in_symgrads_cache_folder_unless_turned_off(tmp_path):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = []
+    for off in ("1", "1", "0"):  # twice with the cache (the second loads what the first saved), once without
+        env = dict(os.environ, SYMGRAD_CACHE=str(tmp_path), SYMGRAD_JAX_CACHE=off, JAX_PLATFORMS="cpu")
+        res = subprocess.run([sys.executable, "-c", _CACHED], capture_output=True, text=True, env=env, cwd=here,
+                             timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        runs.append(dict(line.split(" ", 1) for line in res.stdout.splitlines()))
+    assert runs[0]["dir"] == str(tmp_path / "jax") and int(runs[0]["files"]) > 0
+    assert runs[1]["files"] == runs[0]["files"]  # nothing new compiled: every computation came from the cache
+    assert runs[2]["dir"] == "None"
+    assert runs[0]["loss"] == runs[1]["loss"] == runs[2]["loss"]

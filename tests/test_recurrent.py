@@ -190,6 +190,9 @@ def test_rnn_bench_quick_prints_the_ratio_and_agreement():
     assert float(rows["NumPy"][2]) == 1.0 and float(rows["symgrad"][2]) > 0
     assert float(rows["symgrad"][4].rstrip(",")) < 1e-9 and float(rows["symgrad"][6].rstrip(";")) < 1e-9  # loss, gradients
     assert 0 < float(rows["symgrad"][-1]) < 10  # the paired per-round ratio
+    numba_row = next(ln.split() for ln in out.splitlines() if ln.startswith("sg numba"))
+    if numba_row[2] != "-":  # the Numba backend's step (when the extra is installed), same loss
+        assert float(numba_row[3]) > 0 and float(numba_row[5].rstrip(";")) < 1e-9
 
 
 def test_lstm_adding_smoke_run_learns_below_its_start():

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import tempfile
 from types import ModuleType
 
 from ..errors import DependencyError, GraphError
@@ -70,4 +72,19 @@ def get_backend(name: str, what: str = "compile") -> ModuleType:
         raise
 
 
-__all__ = ["BACKENDS", "Backend", "get_backend"]
+def cache_dir(kind: str) -> str:
+    """The folder of a backend's on-disk cache (``"numba"``: kernel sources and Numba's compiled code;
+    ``"jax"``: JAX's compilation cache), created when missing: ``$SYMGRAD_CACHE/<kind>``, else
+    ``~/.cache/symgrad/<kind>``, else a temporary folder when neither can be written."""
+    root = os.environ.get("SYMGRAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "symgrad")
+    for folder in (os.path.join(root, kind), os.path.join(tempfile.gettempdir(), f"symgrad_{kind}")):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    raise OSError(f"symgrad {kind} backend: no writable cache folder (set SYMGRAD_CACHE)")
+
+
+__all__ = ["BACKENDS", "Backend", "get_backend", "cache_dir"]

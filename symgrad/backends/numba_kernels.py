@@ -41,6 +41,7 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..ops.kernels import MASK_MUL
+from . import cache_dir as backend_cache_dir
 from .numba_scalar import SCALAR_FUNCS, VECTOR_FUNCS
 
 _ARG = "zqarg{}"  # placeholder names of an op's operands while its SymPy meaning is printed
@@ -178,15 +179,7 @@ _COMPILED: dict[tuple, Any] = {}  # (source hash, on-disk cache, wrapper) -> the
 
 def cache_dir() -> str:
     """Where kernel sources and Numba's cache of them live (created when missing)."""
-    root = os.environ.get("SYMGRAD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "symgrad")
-    for folder in (os.path.join(root, "numba"), os.path.join(tempfile.gettempdir(), "symgrad_numba")):
-        try:
-            os.makedirs(folder, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                return folder
-        except OSError:
-            continue
-    raise OSError("symgrad numba backend: no writable cache folder (set SYMGRAD_CACHE)")
+    return backend_cache_dir("numba")
 
 
 def _helpers_hash() -> bytes:
