@@ -159,19 +159,22 @@ def test_numba_recurrent_step_fuses_its_loop_bodies_and_equals_numpy(kind):
     np.testing.assert_allclose(l1, l0, rtol=1e-12)
     for a, b in zip(p1, p0):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-    # each loop's body calls a kernel (the forward one computes tanh or σ in it)
-    driver = nb.source.split("# ---- ")[0]
-    loops = re.findall(r"\n( +)for \w+ in range\([^\n]*\n((?:\1    [^\n]*\n)+)", driver)
-    assert len(loops) == 2, driver
+    # each loop's body calls a kernel (the forward one computes tanh or σ in it), in the driver, or in the
+    # whole step's core when every op has a Numba form (the RNN's)
+    parts = nb.source.split("# ---- ")
+    code = parts[1] if nb.whole else parts[0]
+    assert nb.whole, nb.not_whole  # scan loops, gate slices and their scatters all have Numba forms
+    loops = re.findall(r"\n( +)for \w+ in range\([^\n]*\n((?:\1    [^\n]*\n)+)", code)
+    assert len(loops) == 2, code
     for _, body in loops:
         assert "_nk_" in body, body
-    called = set(re.findall(r"_nk_\w+", driver))
+    called = set(re.findall(r"_nk_\w+", code))
     sources = {k.name: k.source for k in nb.kernels}
     assert called <= set(sources)
     assert any(re.search(r"\b(tanh|sigmoid)\(", sources[n]) for n in called)
 
 
-def test_matmul_into_is_one_gemm_for_every_contiguous_layout_and_np_dot_otherwise():
+def test_matmul_into_is_one_gemm_for_every_layout():
     from symgrad.backends.numba_forms import matmul_into
 
     @numba.njit
@@ -187,8 +190,47 @@ def test_matmul_into_is_one_gemm_for_every_contiguous_layout_and_np_dot_otherwis
                     out = np.full((m, n), np.nan, dt)
                     assert mm(a, b, out) is out
                     np.testing.assert_allclose(out, A @ B, rtol=tol, atol=tol)  # k = 0: zeros
-    A, B = rng.normal(size=(6, 8))[:, ::2], rng.normal(size=(4, 2))  # strided: np.dot's path
-    with pytest.warns(numba.NumbaPerformanceWarning):
-        np.testing.assert_allclose(mm(A, B, np.empty((6, 2))), A @ B, rtol=1e-12)
+    A, B = rng.normal(size=(6, 8))[:, ::2], rng.normal(size=(4, 2))  # strided: copied, then gemm
+    np.testing.assert_allclose(mm(A, B, np.empty((6, 2))), A @ B, rtol=1e-12)
+    out_f = np.asfortranarray(np.empty((6, 2)))  # an F-ordered result: computed apart, copied in
+    assert mm(A, B, out_f) is out_f
+    np.testing.assert_allclose(out_f, A @ B, rtol=1e-12)
     sig = mm.signatures
     assert any(s[0].layout == "F" for s in sig) and any(s[0].layout == "A" for s in sig)
+
+
+_SHARED_KERNEL = """
+import numpy as np, symgrad as sg
+rng = np.random.default_rng(0)
+layer = sg.nn.RNN(3, 5, name="rnn")
+x, y = sg.var("x", shape=(4, 6, 3)), sg.var("y", shape=(4, 6, 5))
+out, _ = layer(x)
+loss = 0.5 * sg.sum((out - y) ** 2)
+xs, ys = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 6, 5))
+start = [p.value.copy() for p in layer.parameters()]
+whole = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba")
+a = whole(xs, ys)
+for p, v in zip(layer.parameters(), start):
+    p.value[...] = v
+split = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba")
+split._fn, split.source, split.path = split._compile(split=True)  # the driver: its kernels called from Python
+b = split(xs, ys)
+print(whole.whole, split.whole, a, b)
+"""
+
+
+def test_a_kernel_compiled_for_a_core_is_never_loaded_for_a_call_from_python(tmp_path):
+    """The same kernel source serves a whole step's core (no CPython wrapper) and a driver (called from
+    Python).  Numba's disk cache ignores that option; sharing one file made the driver load the core's
+    build and crash the process."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, SYMGRAD_CACHE=str(tmp_path), SYMGRAD_NUMBA_CACHE="1")
+    res = subprocess.run([sys.executable, "-c", _SHARED_KERNEL], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    whole, split, a, b = res.stdout.split()
+    assert (whole, split) == ("True", "False") and float(a) == pytest.approx(float(b), rel=1e-12)
+    files = os.listdir(tmp_path / "numba")
+    assert any(f.endswith("_core.py") for f in files) and any(f.endswith(".py") and "_core" not in f for f in files)

@@ -33,7 +33,8 @@ _OPTS = {"cache": True, "error_model": "numpy", "nogil": True}
 def matmul_into(typingctx, a, b, out):
     """``out ← a @ b``, returning ``out`` (whose shape the compiler has checked): one BLAS ``gemm`` call
     when ``a`` and ``b`` are each C- or F-ordered (a ``.T`` of a C-ordered array is F-ordered) and ``out``
-    C-ordered, all of one float dtype; ``np.dot`` otherwise.
+    C-ordered, all of one float dtype; a strided operand is copied first, and a result that is not
+    C-ordered is computed apart and copied in.
 
     BLAS is column-major: the C-ordered ``out`` is ``outᵀ = bᵀ aᵀ`` there, so ``b`` comes first,
     untransposed when it is C-ordered (its memory is ``bᵀ`` column-major) and transposed when
@@ -49,8 +50,17 @@ def matmul_into(typingctx, a, b, out):
     sig = out(a, b, out)
     dtype = out.dtype
     if not (a.layout in "CF" and b.layout in "CF" and out.layout == "C"):
+        if out.layout == "C":  # a strided operand (a slice of a weight): copied, then one gemm
+            def impl(x, y, o):
+                return matmul_into(np.ascontiguousarray(x), np.ascontiguousarray(y), o)
+        else:  # a result that is not C-ordered: computed apart, then copied in
+            def impl(x, y, o):
+                res = np.empty((x.shape[0], y.shape[1]), o.dtype)
+                o[...] = matmul_into(np.ascontiguousarray(x), np.ascontiguousarray(y), res)
+                return o
+
         def fallback(context, builder, signature, args):
-            res = context.compile_internal(builder, lambda x, y, o: np.dot(x, y, o), signature, args)
+            res = context.compile_internal(builder, impl, signature, args)
             return impl_ret_borrowed(context, builder, signature.return_type, res)
         return sig, fallback
 
@@ -85,6 +95,32 @@ def matmul_into(typingctx, a, b, out):
         return impl_ret_borrowed(context, builder, signature.return_type, args[2])
 
     return sig, codegen
+
+
+@numba.njit(**_OPTS)
+def matmul_rows(a, b, out):
+    """``out ← a @ b`` for a stack ``a`` (…, k) of rows and a matrix ``b`` (k, n): one gemm over all
+    rows (``a`` copied first when it is not C-ordered, as NumPy's ``matmul`` does for a strided view)."""
+    k, n = b.shape
+    matmul_into(np.ascontiguousarray(a).reshape((-1, k)), b, out.reshape((-1, n)))
+    return out
+
+
+@numba.njit(**_OPTS)
+def contract_lead(a, b):
+    """``Σ_s a[s, i] b[s, j]`` over every leading axis s the two share (an einsum ``"tbi,tbh->ih"``: a
+    recurrent weight's gradient summed over steps and batch): one gemm of the flattened operands."""
+    p, q = a.shape[-1], b.shape[-1]
+    a2 = np.ascontiguousarray(a).reshape((-1, p))
+    b2 = np.ascontiguousarray(b).reshape((-1, q))
+    return matmul_into(a2.T, b2, np.empty((p, q), a.dtype))
+
+
+@numba.njit(**_OPTS)
+def sumsq(x):
+    """``Σ x²`` over all entries (a dot product of the flattened array with itself)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    return np.dot(flat, flat)
 
 
 @numba.njit(**_OPTS)
@@ -164,15 +200,31 @@ def _matrix_and_labels(v) -> bool:
     return v.args[0].ndim == 2 and v.args[1].ndim == 1
 
 
+def _lead_contraction(v) -> bool:
+    """An einsum ``S p, S q -> p q``: every axis but each operand's last summed, the same in both."""
+    spec = dict(v.attrs).get("spec")
+    if not isinstance(spec, str) or "->" not in spec or spec.count(",") != 1:
+        return False
+    ins, out = spec.replace(" ", "").split("->")
+    x, y = ins.split(",")
+    return (len(x) == len(y) >= 2 and x[:-1] == y[:-1] and out == x[-1] + y[-1] and x[-1] != y[-1]
+            and not set(out) & set(x[:-1]))
+
+
+def _any(v) -> bool:
+    return True
+
+
 _FORMS: list = []
 
 
 def _table() -> list:
     if not _FORMS:
         from ..ops.base import get_op
-        from ..ops.kernels import PICK, XENT_GRAD
+        from ..ops.kernels import PICK, SUMSQ, XENT_GRAD
         _FORMS.extend([(get_op("log_softmax"), log_softmax, _rows), (get_op("softmax"), softmax, _rows),
-                       (PICK, pick, _matrix_and_labels), (XENT_GRAD, xent_grad, _matrix_and_labels)])
+                       (PICK, pick, _matrix_and_labels), (XENT_GRAD, xent_grad, _matrix_and_labels),
+                       (SUMSQ, sumsq, _any), (get_op("einsum"), contract_lead, _lead_contraction)])
     return _FORMS
 
 
@@ -184,4 +236,5 @@ def form_for(v):
     return None
 
 
-__all__ = ["form_for", "log_softmax", "softmax", "pick", "xent_grad", "matmul_into"]
+__all__ = ["form_for", "log_softmax", "softmax", "pick", "xent_grad", "matmul_into", "matmul_rows",
+           "contract_lead", "sumsq"]

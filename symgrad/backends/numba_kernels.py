@@ -11,7 +11,8 @@ or its infix operator) or its SymPy meaning printed as Python (``Piecewise`` as 
 symgrad's own functions as the calls of :mod:`.numba_scalar`); ``exp`` and ``tanh`` are the
 vectorisable ones of :mod:`.numba_scalar`, not the C library's.
 
-Each kernel's source is written, once and atomically, to ``<cache>/k_<hash of the source>.py`` and
+Each kernel's source is written, once and atomically, to ``<cache>/k_<hash of the source>.py`` (``…_core.py``
+for a kernel called only from a whole step's core, compiled without its CPython wrapper) and
 loaded from there with ``numba.njit(cache=True)``: Numba keys its cache on that file (path and
 modification time), so a kernel compiled once is loaded from disk by every later process.  The
 cache folder is ``$SYMGRAD_CACHE/numba`` or ``~/.cache/symgrad/numba`` (a temporary folder when
@@ -225,9 +226,13 @@ def load_kernel(source: str, fname: str = "kernel", python: bool = True):
         if got is not None:
             return got
         import numba
-        path = os.path.join(cache_dir(), f"k_{key}.py")
+        # one file per (source, wrapper): Numba's disk cache is keyed by file, function and signature, not by
+        # its options, so a kernel compiled without its CPython wrapper (called only from a whole step's core)
+        # must never be what a call from Python loads
+        tag = "" if python else "_core"
+        path = os.path.join(cache_dir(), f"k_{key}{tag}.py")
         _write_once(path, source)
-        name = f"symgrad_numba_k_{key}"
+        name = f"symgrad_numba_k_{key}{tag}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -31,8 +31,8 @@ from ..codegen.emit import Expressions
 from ..codegen.function import FunctionWriter
 from ..codegen.load import _feed_helpers, _load, _runtime_globals
 from ..codegen.schedule import Program, dims_before
-from .numba_forms import form_for, matmul_into
-from .numba_fuse import fuse
+from .numba_forms import form_for, matmul_into, matmul_rows
+from .numba_fuse import Kernel, fuse
 from .numba_kernels import digest, load_kernel
 from .numba_scalar import SCALAR_FUNCS
 
@@ -47,10 +47,10 @@ _IDENT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\b")
 class _Expressions(Expressions):
     """Source of one value inside the core: kernel calls, products as ``matmul_into``/``np.dot``, forms by name."""
 
-    def __init__(self, *args, kernels: dict, forms: dict):
+    def __init__(self, *args, kernels: dict, forms: dict, used: dict | None = None):
         super().__init__(*args)
         self.kernels, self.forms = kernels, forms
-        self.used: dict = {}  # kernel name -> kernel, of the kernels the core calls
+        self.used: dict = {} if used is None else used  # kernel name -> kernel, of the kernels the core calls
 
     def expr(self, v, out=None, augment=False):
         op = v.op
@@ -58,9 +58,14 @@ class _Expressions(Expressions):
         if k is not None:
             return self._kernel_call(k, v, out)
         if op.ufunc == "matmul":
+            a = [self.ref(x) for x in v.args]
+            if v.args[0].ndim > 2 and v.args[1].ndim == 2:  # a stack of rows times a matrix: one gemm
+                self.forms["matmul_rows"] = matmul_rows
+                if out is None:
+                    out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}), _DT)"
+                return f"matmul_rows({a[0]}, {a[1]}, {out})"
             if v.args[0].ndim > 2 or v.args[1].ndim > 2:
                 raise NotWhole(f"matmul of shapes {v.args[0].shape} and {v.args[1].shape}")
-            a = [self.ref(x) for x in v.args]
             if v.args[0].ndim == 2 and v.args[1].ndim == 2:  # one BLAS gemm call, written inline
                 self.forms["matmul_into"] = matmul_into
                 if out is None:
@@ -73,14 +78,40 @@ class _Expressions(Expressions):
             return super().expr(v, None, False)
         if op.layout == "transpose" and v.ndim == 2:
             return f"{self.ref(v.args[0])}.T"
+        if op.layout == "transpose" and dict(v.attrs).get("axes") is not None:
+            return f"np.transpose({self.ref(v.args[0])}, {tuple(int(i) for i in v.attr('axes'))!r})"
         if op.emit is not None and op.python_scalar:
             return super().expr(v, out, augment)
+        if op.name == "getitem" and v.args[0].ndim > 0 and _basic_key(v.attr("key")):  # a view, as in NumPy
+            return super().expr(v, out, augment)
+        if op.name == "scatter" and v.ndim > 0 and _basic_key(v.attr("key")):
+            return self._scatter(v, out)
+        if op.layout == "broadcast" and len(v.args) == 1:  # a read-only view, or a new array of one number
+            x, dims = v.args[0], ", ".join(self.dim(d) for d in v.shape) + ("," if v.ndim == 1 else "")
+            if x.ndim == 0:
+                text = self.ref(x) if x.pyscalar else f"float({self.ref(x)})"
+                return f"np.full(({dims}), {text}, _DT)"
+            return f"np.broadcast_to({self.ref(x)}, ({dims}))"
         fn = form_for(v)
         if fn is None:
             raise NotWhole(f"op {op.name} has no Numba form for shapes {[a.shape for a in v.args]}")
         self.forms[fn.__name__] = fn
         kw = [f"{k}={val!r}" for k, val in v.attrs if isinstance(val, (int, float))]
         return f"{fn.__name__}({', '.join([self.ref(x) for x in v.args] + kw)})"
+
+    def _scatter(self, v, out):
+        """``g`` placed at a basic key of a new array of zeros (the gradient of a slice): a small njit
+        function per key, cached by its source as the kernels are."""
+        from ..ops.index import key_text
+        g, ref = v.args
+        source = "\n".join(["def kernel(x0, out):", "    out[...] = 0.0",
+                            f"    out[{key_text(v.attr('key'), ref.shape)}] = x0", "    return out", ""])
+        kernel = Kernel(source, load_kernel(source, python=False), f"_nk_{digest(source)[:10]}", ["scatter"],
+                        python=False)
+        self.used[kernel.name] = kernel
+        if out is None:
+            out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}{',' if v.ndim == 1 else ''}), _DT)"
+        return f"{kernel.name}({self.ref(g)}, {out})"
 
     def _kernel_call(self, kernel, v, out):
         """A call of the kernel (a numba.njit function of its own, compiled once per process and
@@ -99,14 +130,35 @@ class _Expressions(Expressions):
         return f"{kernel.name}({', '.join(args)})"
 
 
+def _basic_key(key) -> bool:
+    """Whether an index key has only ints and slices with int bounds (Numba's basic indexing)."""
+    from ..ops.index import _is_int, _is_slice
+    return isinstance(key, tuple) and all(_is_int(it) or _is_slice(it) for it in key)
+
+
 class _Writer(FunctionWriter):
     """:class:`~symgrad.codegen.function.FunctionWriter` writing the driver and the core."""
+
+    loop_workspace = False  # a loop's arrays: np.empty in the core (a Workspace is a Python object)
 
     def __init__(self, program, state_arrays, rng, kernels):
         super().__init__(program, state_arrays, rng)
         self.forms: dict = {}
         self.x = _Expressions(program.np_dtype, program.float32, self.g, self._dim,
                               kernels={id(k.op): k for k in kernels}, forms=self.forms)
+        self.body_pass = self._fuse_body
+
+    def _fuse_body(self, program) -> None:
+        """A loop body's elementwise ops and reductions, each group one kernel (as the step's own)."""
+        for k in fuse(program, whole=True):
+            self.x.kernels[id(k.op)] = k
+
+    def _body_expressions(self, program) -> _Expressions:
+        return _Expressions(program.np_dtype, program.float32, self.g, self._dim, kernels=self.x.kernels,
+                            forms=self.forms, used=self.x.used)
+
+    def _step_rows(self, array: str, work, tag: str) -> str:
+        return f"np.ascontiguousarray({array})"
 
     def sources(self) -> tuple[str, str, list[str]]:
         """``(driver, core, the core's arguments)``."""
@@ -180,8 +232,6 @@ def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=N
     :class:`NotWhole`."""
     if any(v.role == "random" for v in program.val.values()):
         raise NotWhole("random draws")
-    if any(v.role == "op" and v.op.outputs is not None for v in program.val.values()):
-        raise NotWhole("a loop")
     kernels = fuse(program, whole=True)
     program.plan()
     if program.master_updates or any(not program.direct(v) for v in program.val.values() if v.role == "param"):

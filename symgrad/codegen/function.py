@@ -36,6 +36,20 @@ class FunctionWriter:
         #: the body's elementwise ops there); None: the body is compiled as it is
         self.body_pass = None
 
+    #: a training step's loop arrays come from a :class:`~symgrad.runtime.Workspace` kept between calls
+    #: (False: ``np.empty`` at each call, for code that cannot call Python objects: a Numba core)
+    loop_workspace = True
+
+    def _body_expressions(self, program: Program) -> Expressions:
+        """How a loop body's values are written (a backend's writer gives its own)."""
+        return Expressions(program.np_dtype, program.float32, self.g, self._dim)
+
+    def _step_rows(self, array: str, work: str | None, tag: str) -> str:
+        """Source of ``array`` (a loop's input, a transposed view) with each step's slice contiguous."""
+        from .loops import step_rows
+        rows_fn = self.g.bind(step_rows, "rows")
+        return f"{rows_fn}({array}{f', {work}, {tag!r}' if work else ''})"
+
     def _dim(self, d) -> str:
         return str(int(d)) if isinstance(d, int) else self.dim_ident[d]
 

@@ -21,7 +21,6 @@ from ..ops.base import var
 from ..ops.scan import SCAN, Body
 from ..ops.scan_batch import Batcher, reachable, substitute
 from .buffers import assign, persist_loop_temps
-from .emit import Expressions
 from .ir import Table, Value
 from .names import ADJOINT, comment_text, ident_base
 from ..runtime import Workspace
@@ -119,7 +118,9 @@ class BodyWriter:
             if v.op.name not in w.names.taken:
                 w.op_names.add(v.op.name)
                 w.names.reserve(v.op.name)
-        w.x = Expressions(program.np_dtype, program.float32, w.g, w._dim)
+        w.x = parent._body_expressions(program)
+        w._body_expressions, w._step_rows = parent._body_expressions, parent._step_rows
+        w.loop_workspace = parent.loop_workspace
         w.bufs = assign(program, w.g.bind)
         w.master_ident, w.ident_of, w.generic, w.stored_in = {}, parent.ident_of, parent.generic, {}
         w.loop_rows = parent.__dict__.setdefault("loop_rows", {})
@@ -142,9 +143,8 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
              f"{'last step first' if v.attr('reverse') else 'first step first'}"]
     # a training step keeps the loop's arrays between calls (no page faults each step) unless an array
     # leaves the step (an output that is one of them or a view of one)
-    work = None
-    if p.params_writable and p.reuse and not _leaves(p, picks):
-        work = writer.g.bind(Workspace(), "work")
+    keep = p.params_writable and p.reuse and not _leaves(p, picks)
+    work = writer.g.bind(Workspace(), "work") if keep and writer.loop_workspace else None
     if xs:
         T = names.new("T")
         lines.append(f"{T} = len({xs[0]})")
@@ -203,7 +203,7 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
         if buf is not None and buf.kind == "temp" and buf.preallocated is None and writes_out(owner[id(buf)]):
             buf.preallocated = slot
             written.add(slot)
-    if work is not None:  # the body's other temporaries: kept across steps and calls
+    if keep:  # the body's other temporaries: kept across steps and calls
         persist_loop_temps(program, bw.bufs, writer.g.bind,
                            [(program.val.get(ph), program.val[out]) for ph, out in zip(body.carry_in, body.carry_out)])
     lines += arrays + init_lines
@@ -222,8 +222,7 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
             if src.role == "op" and src.op.layout == "transpose" and src.attr("axes")[0] != 0:
                 # a transposed view: one step is spread over the memory; copied once, steps read rows
                 outer_c = names.new(ident_base(ph.name) + "_steps")
-                rows_fn = writer.g.bind(step_rows, "rows")
-                lines.append(f"{outer_c} = {rows_fn}({outer}{f', {work}, {outer_c!r}' if work else ''})")
+                lines.append(f"{outer_c} = {writer._step_rows(outer, work, outer_c)}")
                 outer = outer_c
             pv.ident = names.new(ident_base(ph.name))
             base, offset = rows.get(id(src), (outer, 0))  # a slice of a loop's array: its row, directly
