@@ -14,10 +14,12 @@ functions of :mod:`.numba_forms`, Python-scalar arithmetic as itself -- the step
   returns the outputs.
 
 Params, optimizer state and the work buffers the planner keeps between calls are arguments of the
-core (a ``numba.njit`` function treats global arrays as constants).  Random draws, loops (``scan``),
-float64 master params of a float32 step and ops without a form make :func:`build_whole` raise
-:class:`NotWhole`; the backend then compiles the driver-and-kernels form instead (also when Numba
-cannot type the core at its first call).  The core is written to the kernel cache folder and
+core (a ``numba.njit`` function treats global arrays as constants).  Loops (``sg.scan``: RNN, LSTM,
+GRU) are written inside the core as the NumPy backend writes them, their arrays from ``np.empty``, their
+bodies' elementwise ops fused into kernels, gate slices as views and their gradients as small scatter
+functions.  Random draws, float64 master params of a float32 step and ops without a form make
+:func:`build_whole` raise :class:`NotWhole`; the backend then compiles the driver-and-kernels form
+instead (also when Numba cannot type the core at its first call).  The core is written to the kernel cache folder and
 compiled with Numba's on-disk cache, keyed by a hash of its source.
 """
 from __future__ import annotations
