@@ -107,6 +107,15 @@ def matmul_rows(a, b, out):
 
 
 @numba.njit(**_OPTS)
+def copy_into(dst, src):
+    """``dst[...] = src`` for arrays of one shape, ``dst`` C-ordered (a row of a loop's array): a loop."""
+    d = dst.reshape(-1)
+    s = np.ascontiguousarray(src).reshape(-1)
+    for i in range(d.size):
+        d[i] = s[i]
+
+
+@numba.njit(**_OPTS)
 def contract_lead(a, b):
     """``Σ_s a[s, i] b[s, j]`` over every leading axis s the two share (an einsum ``"tbi,tbh->ih"``: a
     recurrent weight's gradient summed over steps and batch): one gemm of the flattened operands."""
@@ -237,4 +246,4 @@ def form_for(v):
 
 
 __all__ = ["form_for", "log_softmax", "softmax", "pick", "xent_grad", "matmul_into", "matmul_rows",
-           "contract_lead", "sumsq"]
+           "contract_lead", "sumsq", "copy_into"]

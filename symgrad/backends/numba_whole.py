@@ -33,7 +33,7 @@ from ..codegen.emit import Expressions
 from ..codegen.function import FunctionWriter
 from ..codegen.load import _feed_helpers, _load, _runtime_globals
 from ..codegen.schedule import Program, dims_before
-from .numba_forms import form_for, matmul_into, matmul_rows
+from .numba_forms import copy_into, form_for, matmul_into, matmul_rows
 from .numba_fuse import Kernel, fuse
 from .numba_kernels import digest, load_kernel
 from .numba_scalar import SCALAR_FUNCS
@@ -81,7 +81,11 @@ class _Expressions(Expressions):
         if op.layout == "transpose" and v.ndim == 2:
             return f"{self.ref(v.args[0])}.T"
         if op.layout == "transpose" and dict(v.attrs).get("axes") is not None:
-            return f"np.transpose({self.ref(v.args[0])}, {tuple(int(i) for i in v.attr('axes'))!r})"
+            # a view with its shape and strides permuted (Numba's np.transpose with axes compiles for seconds)
+            x, axes = self.ref(v.args[0]), [int(i) for i in v.attr("axes")]
+            shape = ", ".join(f"{x}.shape[{a}]" for a in axes)
+            strides = ", ".join(f"{x}.strides[{a}]" for a in axes)
+            return f"np.lib.stride_tricks.as_strided({x}, ({shape}), ({strides}))"
         if op.emit is not None and op.python_scalar:
             return super().expr(v, out, augment)
         if op.name == "getitem" and v.args[0].ndim > 0 and _basic_key(v.attr("key")):  # a view, as in NumPy
@@ -161,6 +165,13 @@ class _Writer(FunctionWriter):
 
     def _step_rows(self, array: str, work, tag: str) -> str:
         return f"np.ascontiguousarray({array})"
+
+    def _store_row(self, slot: str, value: str, ndim: int) -> str:
+        # Numba's setitem of an array compiles its broadcasting checks: seconds, for a plain copy
+        if ndim == 0:
+            return f"{slot} = {value}"
+        self.forms["copy_into"] = copy_into
+        return f"copy_into({slot}, {value})"
 
     def sources(self) -> tuple[str, str, list[str]]:
         """``(driver, core, the core's arguments)``."""

@@ -44,6 +44,10 @@ class FunctionWriter:
         """How a loop body's values are written (a backend's writer gives its own)."""
         return Expressions(program.np_dtype, program.float32, self.g, self._dim)
 
+    def _store_row(self, slot: str, value: str, ndim: int) -> str:
+        """The statement writing ``value`` (of ``ndim`` axes) into ``slot``, a row of a loop's array."""
+        return f"{slot} = {value}"
+
     def _step_rows(self, array: str, work: str | None, tag: str) -> str:
         """Source of ``array`` (a loop's input, a transposed view) with each step's slice contiguous."""
         from .loops import step_rows

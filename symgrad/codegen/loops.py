@@ -119,7 +119,8 @@ class BodyWriter:
                 w.op_names.add(v.op.name)
                 w.names.reserve(v.op.name)
         w.x = parent._body_expressions(program)
-        w._body_expressions, w._step_rows = parent._body_expressions, parent._step_rows
+        w._body_expressions, w._step_rows, w._store_row = parent._body_expressions, parent._step_rows, \
+            parent._store_row
         w.loop_workspace = parent.loop_workspace
         w.bufs = assign(program, w.g.bind)
         w.master_ident, w.ident_of, w.generic, w.stored_in = {}, parent.ident_of, parent.generic, {}
@@ -179,7 +180,7 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
         first, rest = (f"{name}[1:]", f"{name}[:{T}]") if rev else (f"{name}[:{T}]", f"{name}[1:]")
         view_of[hist] = first
         row_of[hist] = (name, 1 if rev else 0)
-        init_lines.append(f"{name}[{T if rev else 0}] = {init[k]}")
+        init_lines.append(writer._store_row(f"{name}[{T if rev else 0}]", init[k], ph.ndim))
         for m in need:
             if body.ys[m] is out and m not in view_of:
                 view_of[m] = rest
@@ -237,7 +238,7 @@ def loop_lines(writer: "FunctionWriter", v: Value) -> list[str]:
     by_id = {id(program.val[o]): program.val[o] for o in outputs}
     for vid, slot in list(slot_of.items()) + copies:
         if slot not in written:
-            inner.append(f"{slot} = {bw.x.ref(by_id[vid])}")
+            inner.append(bw._store_row(slot, bw.x.ref(by_id[vid]), by_id[vid].ndim))
     if K:
         new = [bw.x.ref(program.val[o]) for o in body.carry_out]
         inner.append(f"{', '.join(carry_ids)} = {', '.join(new)}")
