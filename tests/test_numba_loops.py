@@ -199,6 +199,24 @@ def test_matmul_into_is_one_gemm_for_every_layout():
     assert any(s[0].layout == "F" for s in sig) and any(s[0].layout == "A" for s in sig)
 
 
+def test_numba_float32_rnn_core_stays_float32_and_matches_numpy():
+    rng = np.random.default_rng(6)
+    xs, ys = rng.normal(size=(4, 6, 3)).astype(np.float32), rng.normal(size=(4, 6, 5)).astype(np.float32)
+    got = []
+    for backend in ("numpy", "numba"):
+        layer, x, y, loss = _recurrent("rnn", 8)
+        for p in layer.parameters():
+            p.value = p.value.astype(np.float32)
+        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend, dtype="float32")
+        got.append(([step(xs, ys) for _ in range(3)], [p.value.copy() for p in layer.parameters()], step))
+    (l0, p0, _), (l1, p1, nb) = got
+    assert nb.whole and "matmul_into(" in nb.source
+    np.testing.assert_allclose(l1, l0, rtol=2e-6)
+    for a, b in zip(p1, p0):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
 _SHARED_KERNEL = """
 import numpy as np, symgrad as sg
 rng = np.random.default_rng(0)
