@@ -14,20 +14,7 @@ numba = pytest.importorskip("numba")
 
 from symgrad.backends import numba_kernels  # noqa: E402  (after the skip)
 from symgrad.backends.numba_scalar import exp, sigmoid, tanh  # noqa: E402
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_cache(tmp_path_factory):
-    import os
-    saved = {k: os.environ.get(k) for k in ("SYMGRAD_CACHE", "SYMGRAD_NUMBA_CACHE")}
-    os.environ["SYMGRAD_CACHE"] = str(tmp_path_factory.mktemp("symgrad_cache"))
-    os.environ["SYMGRAD_NUMBA_CACHE"] = "0"
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+from test_backend_numba import _kernel_cache  # noqa: E402,F401  (the same isolated kernel cache, autouse)
 
 
 @numba.njit(error_model="numpy")

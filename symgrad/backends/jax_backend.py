@@ -102,16 +102,17 @@ def _persistent_cache() -> None:
 
 class _FirstCall:
     """``compile_seconds`` (writing and loading the source) and ``jit_seconds`` (the first call: JAX
-    traces the function and XLA compiles it then, or loads it from the on-disk cache)."""
+    traces the function and XLA compiles it then, or loads it from the on-disk cache); calls go to the
+    class's ``_call``."""
 
     compile_seconds: float | None = None
     jit_seconds: float | None = None
 
-    def _timed(self, call, args, kwargs):
+    def __call__(self, *args: Any, **kwargs: Any):
         if self.jit_seconds is not None:
-            return call(*args, **kwargs)
+            return self._call(*args, **kwargs)
         t0 = time.perf_counter()
-        out = call(*args, **kwargs)
+        out = self._call(*args, **kwargs)
         jax.block_until_ready(out)
         self.jit_seconds = time.perf_counter() - t0
         return out
@@ -250,11 +251,6 @@ class JaxFunction(_FirstCall):
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise GraphError(f"compiled function: seed must be an int >= 0, got {seed!r}")
         self.key = make_key(int(seed), "compiled function")
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        if self.jit_seconds is None:
-            return self._timed(self._call, args, kwargs)
-        return self._call(*args, **kwargs)
 
     def _call(self, *args: Any, **kwargs: Any):
         if kwargs or len(args) != len(self.inputs):
@@ -402,11 +398,6 @@ class JaxStep(_FirstCall):
                 return
             params, state, _ = self._dev
             self._write_back(params, state)
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        if self.jit_seconds is None:
-            return self._timed(self._call, args, kwargs)
-        return self._call(*args, **kwargs)
 
     def _call(self, *args: Any, **kwargs: Any):
         if kwargs or len(args) != len(self.inputs):
