@@ -33,6 +33,7 @@ from ..codegen.emit import Expressions
 from ..codegen.function import FunctionWriter
 from ..codegen.load import _feed_helpers, _load, _runtime_globals
 from ..codegen.schedule import Program, dims_before
+from ..ops.base import get_op
 from .numba_forms import copy_into, form_for, matmul_into, matmul_rows
 from .numba_fuse import Kernel, fuse
 from .numba_kernels import digest, load_kernel
@@ -88,9 +89,9 @@ class _Expressions(Expressions):
             return f"np.lib.stride_tricks.as_strided({x}, ({shape}), ({strides}))"
         if op.emit is not None and op.python_scalar:
             return super().expr(v, out, augment)
-        if op.name == "getitem" and v.args[0].ndim > 0 and _basic_key(v.attr("key")):  # a view, as in NumPy
+        if op is get_op("getitem") and v.args[0].ndim > 0 and _basic_key(v.attr("key")):  # a view, as in NumPy
             return super().expr(v, out, augment)
-        if op.name == "scatter" and v.ndim > 0 and _basic_key(v.attr("key")):
+        if op is get_op("scatter") and v.ndim > 0 and _basic_key(v.attr("key")):
             return self._scatter(v, out)
         if op.layout == "broadcast" and len(v.args) == 1:  # a read-only view, or a new array of one number
             x, dims = v.args[0], ", ".join(self.dim(d) for d in v.shape) + ("," if v.ndim == 1 else "")
