@@ -239,3 +239,19 @@ def test_a_kernel_compiled_for_a_core_is_never_loaded_for_a_call_from_python(tmp
     assert (whole, split) == ("True", "False") and float(a) == pytest.approx(float(b), rel=1e-12)
     files = os.listdir(tmp_path / "numba")
     assert any(f.endswith("_core.py") for f in files) and any(f.endswith(".py") and "_core" not in f for f in files)
+
+
+def test_whole_core_takes_inputs_of_any_memory_layout():
+    """A later call with an F-ordered, strided or reversed input makes Numba compile the core again for
+    those layouts; products copy strided operands (``matmul_into``): the losses are the NumPy step's."""
+    got = []
+    for backend in ("numpy", "numba"):
+        rng = np.random.default_rng(1)
+        m = sg.nn.MLP([3, 8, 2], activation="tanh", seed=0)
+        X, Y = sg.var("X", shape=("batch", 3)), sg.var("Y", shape=("batch", 2))
+        step = sg.compile_step(sg.losses.mse(m(X), Y), sg.optim.Adam(lr=0.01), inputs=[X, Y], backend=backend)
+        xs, ys, wide = rng.normal(size=(5, 3)), rng.normal(size=(5, 2)), rng.normal(size=(5, 6))
+        got.append([step(xs, ys), step(np.asfortranarray(xs), ys), step(wide[:, ::2], ys[::-1])])
+        if backend == "numba":
+            assert step.whole and len(step.core.signatures) == 3
+    np.testing.assert_allclose(got[1], got[0], rtol=1e-13)
