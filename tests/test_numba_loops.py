@@ -255,3 +255,27 @@ def test_whole_core_takes_inputs_of_any_memory_layout():
         if backend == "numba":
             assert step.whole and len(step.core.signatures) == 3
     np.testing.assert_allclose(got[1], got[0], rtol=1e-13)
+
+
+def test_whole_core_reads_the_last_step_and_reversed_slices_of_a_loop_output():
+    """``out[:, -1]`` into a classifier and ``out[1, 2:5:2, ::-1]`` into a penalty: views with int keys
+    and negative steps in the core, and their gradients scattered back into the loop's cotangent."""
+    rng0 = np.random.default_rng(0)
+    xs, ys = rng0.normal(size=(4, 6, 3)), rng0.integers(0, 2, size=4)
+    got = []
+    for backend in ("numpy", "numba"):
+        rng = np.random.default_rng(3)
+        lstm, head = sg.nn.LSTM(3, 5, name="lstm"), sg.nn.Linear(5, 2, name="head")
+        params = list(lstm.parameters()) + list(head.parameters())
+        for p in params:
+            p.value = rng.uniform(-0.5, 0.5, size=p.value.shape)
+        x, y = sg.var("x", shape=("batch", 6, 3)), sg.var("y", shape=("batch",), dtype="int")
+        out, _ = lstm(x)
+        loss = sg.losses.cross_entropy(head(out[:, -1]), y) + 0.1 * sg.sum(out[1, 2:5:2, ::-1] ** 2)
+        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend)
+        got.append(([step(xs, ys) for _ in range(3)], [p.value.copy() for p in params]))
+        if backend == "numba":
+            assert step.whole, step.not_whole
+    np.testing.assert_allclose(got[1][0], got[0][0], rtol=1e-13)
+    for a, b in zip(got[1][1], got[0][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
