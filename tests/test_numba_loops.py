@@ -132,25 +132,28 @@ def _recurrent(kind: str, seed: int):
     return layer, x, y, loss
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_numba_recurrent_step_fuses_its_loop_bodies_and_equals_numpy(kind):
+@pytest.mark.parametrize("kind,whole", [("rnn", True), ("lstm", None), ("gru", None)])
+def test_numba_recurrent_step_fuses_its_loop_bodies_and_equals_numpy(kind, whole):
     rng = np.random.default_rng(5)
     xs, ys = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 6, 5))
     got = []
     for backend in ("numpy", "numba"):
         layer, x, y, loss = _recurrent(kind, 7)
-        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend)
+        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend,
+                               **({"whole": whole} if backend == "numba" else {}))
         losses = [step(xs, ys) for _ in range(3)]
         got.append((losses, [p.value.copy() for p in layer.parameters()], step))
     (l0, p0, _), (l1, p1, nb) = got
     np.testing.assert_allclose(l1, l0, rtol=1e-12)
     for a, b in zip(p1, p0):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-    # each loop's body calls a kernel (the forward one computes tanh or σ in it), in the driver, or in the
-    # whole step's core when every op has a Numba form (the RNN's)
+    # each loop's body calls a kernel (the forward one computes tanh or σ in it): in the whole step's core
+    # (whole=True), or in the driver (an LSTM or GRU step with Adam needs 33 kernels, over LOOP_KERNELS)
     parts = nb.source.split("# ---- ")
     code = parts[1] if nb.whole else parts[0]
-    assert nb.whole, nb.not_whole  # scan loops, gate slices and their scatters all have Numba forms
+    assert nb.whole == bool(whole), getattr(nb, "not_whole", "")
+    if not whole:
+        assert "kernels (more than 12" in nb.not_whole
     loops = re.findall(r"\n( +)for \w+ in range\([^\n]*\n((?:\1    [^\n]*\n)+)", code)
     assert len(loops) == 2, code
     for _, body in loops:
@@ -194,7 +197,8 @@ def test_numba_float32_rnn_core_stays_float32_and_matches_numpy():
         layer, x, y, loss = _recurrent("rnn", 8)
         for p in layer.parameters():
             p.value = p.value.astype(np.float32)
-        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend, dtype="float32")
+        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend, dtype="float32",
+                               **({"whole": True} if backend == "numba" else {}))
         got.append(([step(xs, ys) for _ in range(3)], [p.value.copy() for p in layer.parameters()], step))
     (l0, p0, _), (l1, p1, nb) = got
     assert nb.whole and "matmul_into(" in nb.source
@@ -272,10 +276,27 @@ def test_whole_core_reads_the_last_step_and_reversed_slices_of_a_loop_output():
         x, y = sg.var("x", shape=("batch", 6, 3)), sg.var("y", shape=("batch",), dtype="int")
         out, _ = lstm(x)
         loss = sg.losses.cross_entropy(head(out[:, -1]), y) + 0.1 * sg.sum(out[1, 2:5:2, ::-1] ** 2)
-        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend)
+        step = sg.compile_step(loss, sg.optim.Adam(lr=0.01), inputs=[x, y], backend=backend,
+                               **({"whole": True} if backend == "numba" else {}))
         got.append(([step(xs, ys) for _ in range(3)], [p.value.copy() for p in params]))
         if backend == "numba":
             assert step.whole, step.not_whole
     np.testing.assert_allclose(got[1][0], got[0][0], rtol=1e-13)
     for a, b in zip(got[1][1], got[0][1]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_whole_option_and_the_automatic_choice_for_steps_with_loops():
+    """A step with loops is one core by default only when that core calls at most LOOP_KERNELS kernels
+    (the RNN with SGD of bench/rnn_bptt.py: yes); whole=False keeps the driver; a bad value is refused."""
+    from symgrad.backends.numba_whole import LOOP_KERNELS
+    layer = sg.nn.RNN(3, 5, name="rnn")
+    x, y = sg.var("x", shape=(4, 6, 3)), sg.var("y", shape=(4, 6, 5))
+    out, _ = layer(x)
+    loss = 0.5 * sg.sum((out - y) ** 2)
+    auto = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba")
+    assert auto.whole and len(auto.kernels) <= LOOP_KERNELS
+    off = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba", whole=False)
+    assert not off.whole and off.not_whole == "whole=False"
+    with pytest.raises(sg.errors.GraphError, match="whole must be None, True or False"):
+        sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba", whole="yes")

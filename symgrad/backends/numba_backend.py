@@ -134,6 +134,11 @@ class NumbaStep(_FirstCall, api.StepFunction):
     backend = BACKEND
 
     whole = False  #: whether the step is one numba.njit core (:mod:`.numba_whole`), else a driver and kernels
+    whole_option: bool | None = None  #: ``compile_step(..., whole=)``: None (automatic), True, False
+
+    def __init__(self, *args: Any, whole: bool | None = None):
+        self.whole_option = whole  # read by the first compile, in StepFunction.__init__
+        super().__init__(*args)
 
     def _compile(self, split: bool = False):
         key = tuple(np.asarray(p.value).dtype.str for p in self._graph_params)
@@ -141,7 +146,8 @@ class NumbaStep(_FirstCall, api.StepFunction):
             try:
                 if split:
                     raise NotWhole("Numba could not compile the core")
-                fn, source, path, core, kernels = build_whole("step", self._make(), self._state_list, self.rng)
+                fn, source, path, core, kernels = build_whole("step", self._make(), self._state_list, self.rng,
+                                                              whole=self.whole_option)
                 self.kernels, self.whole, self.core = kernels, True, core
             except NotWhole as e:
                 fn, source, path, kernels = build("step", self._make(), self._state_list, self.rng)
@@ -173,12 +179,18 @@ class NumbaStep(_FirstCall, api.StepFunction):
 
 
 def compile_step(loss, optimizer, inputs=(), outputs=(), *, params=None, dtype: str = "float64",
-                 reuse_buffers: bool = True, seed: Any = None, eval_loss=None, eval_outputs=None) -> NumbaStep:
-    """:func:`symgrad.compile_step` with ``backend="numba"`` (same arguments and result, plus the timings)."""
+                 reuse_buffers: bool = True, seed: Any = None, eval_loss=None, eval_outputs=None,
+                 whole: bool | None = None) -> NumbaStep:
+    """:func:`symgrad.compile_step` with ``backend="numba"`` (same arguments and result, plus the timings).
+    ``whole``: None compiles the step as one core when every op has a Numba form (a step with loops only
+    when that core needs at most :data:`~.numba_whole.LOOP_KERNELS` kernels), True also beyond that, False
+    never (a driver calling kernels: the quickest to compile)."""
     t0 = time.perf_counter()
     dtype = api._check_dtype(dtype)
+    if whole not in (None, True, False):
+        raise GraphError(f"compile_step: whole must be None, True or False, got {whole!r}")
     loss, ins, outs, ps, evaluation = api.step_arguments(loss, inputs, outputs, params, eval_loss, eval_outputs)
-    step = NumbaStep(loss, optimizer, ins, outs, ps, dtype, reuse_buffers, seed, evaluation)
+    step = NumbaStep(loss, optimizer, ins, outs, ps, dtype, reuse_buffers, seed, evaluation, whole=whole)
     step.compile_seconds = time.perf_counter() - t0
     return step
 
