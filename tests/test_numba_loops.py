@@ -148,12 +148,12 @@ def test_numba_recurrent_step_fuses_its_loop_bodies_and_equals_numpy(kind, whole
     for a, b in zip(p1, p0):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     # each loop's body calls a kernel (the forward one computes tanh or σ in it): in the whole step's core
-    # (whole=True), or in the driver (an LSTM or GRU step with Adam needs 33 kernels, over LOOP_KERNELS)
+    # (whole=True), or in the driver (the default for a step with loops)
     parts = nb.source.split("# ---- ")
     code = parts[1] if nb.whole else parts[0]
     assert nb.whole == bool(whole), getattr(nb, "not_whole", "")
     if not whole:
-        assert "kernels (more than 12" in nb.not_whole
+        assert nb.not_whole.startswith("loops (a driver unless whole=True")
     loops = re.findall(r"\n( +)for \w+ in range\([^\n]*\n((?:\1    [^\n]*\n)+)", code)
     assert len(loops) == 2, code
     for _, body in loops:
@@ -217,7 +217,7 @@ out, _ = layer(x)
 loss = 0.5 * sg.sum((out - y) ** 2)
 xs, ys = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 6, 5))
 start = [p.value.copy() for p in layer.parameters()]
-whole = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba")
+whole = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba", whole=True)
 a = whole(xs, ys)
 for p, v in zip(layer.parameters(), start):
     p.value[...] = v
@@ -286,17 +286,20 @@ def test_whole_core_reads_the_last_step_and_reversed_slices_of_a_loop_output():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_whole_option_and_the_automatic_choice_for_steps_with_loops():
-    """A step with loops is one core by default only when that core calls at most LOOP_KERNELS kernels
-    (the RNN with SGD of bench/rnn_bptt.py: yes); whole=False keeps the driver; a bad value is refused."""
-    from symgrad.backends.numba_whole import LOOP_KERNELS
+def test_whole_option_and_the_default_for_steps_with_and_without_loops():
+    """By default a step with loops is a driver and one without is a core; whole=True puts the loops in
+    the core, whole=False keeps any step a driver; a bad value is refused."""
     layer = sg.nn.RNN(3, 5, name="rnn")
     x, y = sg.var("x", shape=(4, 6, 3)), sg.var("y", shape=(4, 6, 5))
     out, _ = layer(x)
     loss = 0.5 * sg.sum((out - y) ** 2)
     auto = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba")
-    assert auto.whole and len(auto.kernels) <= LOOP_KERNELS
-    off = sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba", whole=False)
+    assert not auto.whole and auto.not_whole.startswith("loops")
+    assert sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba", whole=True).whole
+    h = sg.var("h", shape=(4, 5))
+    no_loop = 0.5 * sg.sum((sg.tanh(h @ layer.W_hh[:, :5]) - y[:, 0]) ** 2)
+    assert sg.compile_step(no_loop, sg.optim.SGD(lr=0.01), inputs=[h, y], backend="numba").whole
+    off = sg.compile_step(no_loop, sg.optim.SGD(lr=0.01), inputs=[h, y], backend="numba", whole=False)
     assert not off.whole and off.not_whole == "whole=False"
     with pytest.raises(sg.errors.GraphError, match="whole must be None, True or False"):
         sg.compile_step(loss, sg.optim.SGD(lr=0.01), inputs=[x, y], backend="numba", whole="yes")

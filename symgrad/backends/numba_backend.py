@@ -182,9 +182,9 @@ def compile_step(loss, optimizer, inputs=(), outputs=(), *, params=None, dtype: 
                  reuse_buffers: bool = True, seed: Any = None, eval_loss=None, eval_outputs=None,
                  whole: bool | None = None) -> NumbaStep:
     """:func:`symgrad.compile_step` with ``backend="numba"`` (same arguments and result, plus the timings).
-    ``whole``: None compiles the step as one core when every op has a Numba form (a step with loops only
-    when that core needs at most :data:`~.numba_whole.LOOP_KERNELS` kernels), True also beyond that, False
-    never (a driver calling kernels: the quickest to compile)."""
+    ``whole``: None compiles the step as one core when every op has a Numba form and it has no loops
+    (a step with loops is a driver calling kernels, its loop bodies fused: see
+    :func:`~.numba_whole.build_whole` for why), True also with loops, False never."""
     t0 = time.perf_counter()
     dtype = api._check_dtype(dtype)
     if whole not in (None, True, False):

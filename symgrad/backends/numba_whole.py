@@ -14,8 +14,8 @@ functions of :mod:`.numba_forms`, Python-scalar arithmetic as itself -- the step
   returns the outputs.
 
 Params, optimizer state and the work buffers the planner keeps between calls are arguments of the
-core (a ``numba.njit`` function treats global arrays as constants).  Loops (``sg.scan``: RNN, LSTM,
-GRU) are written inside the core as the NumPy backend writes them, their arrays from ``np.empty``, their
+core (a ``numba.njit`` function treats global arrays as constants).  With ``whole=True``, loops
+(``sg.scan``: RNN, LSTM, GRU) are written inside the core as the NumPy backend writes them, their arrays from ``np.empty``, their
 bodies' elementwise ops fused into kernels, gate slices as views and their gradients as small scatter
 functions.  Random draws, float64 master params of a float32 step and ops without a form make
 :func:`build_whole` raise :class:`NotWhole`; the backend then compiles the driver-and-kernels form
@@ -241,33 +241,30 @@ class _Writer(FunctionWriter):
         return driver, core, core_args
 
 
-#: a step with loops is compiled whole, by default, only when its core calls at most this many kernels.
-#: Each kernel costs Numba 0.1-0.5 s to compile, and a loop's core more: measured on this project's
-#: 2-core machine, a tanh RNN step with SGD (9 kernels) compiles whole in about 5 s and then runs 0.53x
-#: hand NumPy against 0.69x as a driver; an LSTM step with a head and Adam (33 kernels) takes 30 s and
-#: runs *slower* whole (6.5 ms against 5.6 ms).  ``whole=True`` on ``compile_step`` overrides.
-LOOP_KERNELS = 12
-
-
 def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=None,
                 whole: bool | None = None) -> tuple:
     """``(function, source, path, core, kernels)`` of ``program`` as a driver and one njit core, or raise
-    :class:`NotWhole`.  ``whole``: None (a step with loops only when its core calls at most
-    :data:`LOOP_KERNELS` kernels), True (also beyond that) or False (never: raises)."""
+    :class:`NotWhole`.  ``whole``: None (a step with loops stays a driver), True (loops too) or False
+    (never: raises).
+
+    Loops are not put in the core by default because, measured on this project's 2-core machine, it does
+    not pay: a tanh RNN step with SGD (9 kernels) compiles whole in about 5 s and runs 5.7-6.0 ms against
+    4.6 ms as a driver (compiled in 2 s; the two alternated in one process, 30 rounds); an LSTM step with
+    a head and Adam (33 kernels) compiles whole in 30 s and runs 6.5 ms against 5.6 ms.  It pays for small
+    models, where Python's dispatch of each op dominates: an RNN of 32 units, 30 steps, with a head and Adam
+    runs 0.52 ms whole against 1.29 ms as a driver (after 18 s of compiling)."""
     if whole is False:
         raise NotWhole("whole=False")
     if any(v.role == "random" for v in program.val.values()):
         raise NotWhole("random draws")
-    has_loops = any(v.role == "op" and v.op.outputs is not None for v in program.val.values())
+    if whole is None and any(v.role == "op" and v.op.outputs is not None for v in program.val.values()):
+        raise NotWhole("loops (a driver unless whole=True: quicker to compile, and as fast)")
     kernels = fuse(program, whole=True)
     program.plan()
     if program.master_updates or any(not program.direct(v) for v in program.val.values() if v.role == "param"):
         raise NotWhole("a param held in another dtype")
     writer = _Writer(program, state_arrays, rng, kernels)
     driver, core_src, _ = writer.sources()
-    if has_loops and whole is None and len(writer.x.used) > LOOP_KERNELS:
-        raise NotWhole(f"loops whose core would call {len(writer.x.used)} kernels (more than {LOOP_KERNELS}: "
-                       f"compiling them costs more than the core saves; whole=True compiles it anyway)")
     core = load_kernel(core_src, "core")
     ns = {k: v for k, v in writer.g.table.items()}
     ns.update(_runtime_globals(program.np_dtype))
@@ -284,4 +281,4 @@ def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=N
     return fn, "\n\n".join(parts), path, core, used
 
 
-__all__ = ["build_whole", "NotWhole", "LOOP_KERNELS"]
+__all__ = ["build_whole", "NotWhole"]
