@@ -250,9 +250,9 @@ def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=N
     Loops are not put in the core by default because, measured on this project's 2-core machine, it does
     not pay: a tanh RNN step with SGD (9 kernels) compiles whole in about 5 s and runs 5.7-6.0 ms against
     4.6 ms as a driver (compiled in 2 s; the two alternated in one process, 30 rounds); an LSTM step with
-    a head and Adam (33 kernels) compiles whole in 30 s and runs 6.5 ms against 5.6 ms.  It pays for small
-    models, where Python's dispatch of each op dominates: an RNN of 32 units, 30 steps, with a head and Adam
-    runs 0.52 ms whole against 1.29 ms as a driver (after 18 s of compiling)."""
+    a head and Adam (33 kernels) compiles whole in 30 s and runs 6.5 ms against 5.6 ms.  It gains a little
+    on small models, where Python's dispatch of each op dominates: an RNN of 32 units, 30 steps, with a head
+    and Adam runs 0.70-0.77 ms whole against 0.90-0.93 ms as a driver, after 16 s of compiling."""
     if whole is False:
         raise NotWhole("whole=False")
     if any(v.role == "random" for v in program.val.values()):
