@@ -132,18 +132,25 @@ def sumsq(x):
     return np.dot(flat, flat)
 
 
+@numba.njit(inline="always", error_model="numpy")
+def _row_max(x, i):
+    """The largest entry of row ``i``; NaN when the row has one (as ``np.max``)."""
+    m = x[i, 0]
+    for j in range(x.shape[1]):
+        if x[i, j] > m or x[i, j] != x[i, j]:
+            m = x[i, j]
+            if m != m:
+                break
+    return m
+
+
 @numba.njit(**_OPTS)
 def log_softmax(x, axis=1):
     """x − max − log Σ exp(x − max) along the rows of a matrix (``axis`` is 1 or −1)."""
     n, k = x.shape
     out = np.empty_like(x)
     for i in range(n):
-        m = x[i, 0]
-        for j in range(k):
-            if x[i, j] > m or x[i, j] != x[i, j]:  # NaN wins, as in np.max
-                m = x[i, j]
-                if m != m:
-                    break
+        m = _row_max(x, i)
         s = 0.0
         for j in range(k):
             s += math.exp(x[i, j] - m)
@@ -159,12 +166,7 @@ def softmax(x, axis=1):
     n, k = x.shape
     out = np.empty_like(x)
     for i in range(n):
-        m = x[i, 0]
-        for j in range(k):
-            if x[i, j] > m or x[i, j] != x[i, j]:
-                m = x[i, j]
-                if m != m:
-                    break
+        m = _row_max(x, i)
         s = 0.0
         for j in range(k):
             e = math.exp(x[i, j] - m)
