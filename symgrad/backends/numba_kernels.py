@@ -141,8 +141,8 @@ def kernel_source(ndim: int, params: Sequence[tuple[str, tuple | None]], body: S
     if reduce is not None:
         if full:
             lines.append("    acc = 0.0")
-        else:
-            lines.append("    out.fill(0.0)")
+        else:  # zeroed as a loop nest (out.fill compiles Numba's implementation of it, per rank)
+            lines += _out_loops(reduce[2], "out[{}] = 0.0")
     ind = "    "
     for k in range(ndim):
         lines.append(f"{ind}for i{k} in range(n{k}):")
@@ -162,10 +162,19 @@ def kernel_source(ndim: int, params: Sequence[tuple[str, tuple | None]], body: S
     else:
         lines.append(f"{ind}out[{out_index}] += {result}")
         if kind == "mean":
-            lines += ["    flat = out.reshape(-1)", f"    scale = 1.0 / ({count})",
-                      "    for k in range(flat.size):", "        flat[k] *= scale"]
+            lines += [f"    scale = 1.0 / ({count})"] + _out_loops(reduce[2], "out[{}] *= scale")
         lines.append("    return out")
     return "\n".join(lines) + "\n"
+
+
+def _out_loops(out_index: str, statement: str) -> list[str]:
+    """A loop nest over every entry of ``out`` (of as many axes as ``out_index`` has) running ``statement``."""
+    rank = len(out_index.split(", "))
+    lines, ind = [], "    "
+    for j in range(rank):
+        lines.append(f"{ind}for j{j} in range(out.shape[{j}]):")
+        ind += "    "
+    return lines + [ind + statement.format(", ".join(f"j{j}" for j in range(rank)))]
 
 
 def index_text(name: str, index: tuple | None) -> str:

@@ -34,7 +34,7 @@ from ..codegen.function import FunctionWriter
 from ..codegen.load import _feed_helpers, _load, _runtime_globals
 from ..codegen.schedule import Program, dims_before
 from ..ops.base import get_op
-from .numba_forms import copy_into, form_for, matmul_into, matmul_rows
+from .numba_forms import copy_into, form_for, matmul_into, matmul_rows, new_array
 from .numba_fuse import Kernel, fuse
 from .numba_kernels import digest, load_kernel
 from .numba_scalar import SCALAR_FUNCS
@@ -65,14 +65,14 @@ class _Expressions(Expressions):
             if v.args[0].ndim > 2 and v.args[1].ndim == 2:  # a stack of rows times a matrix: one gemm
                 self.forms["matmul_rows"] = matmul_rows
                 if out is None:
-                    out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}), _DT)"
+                    out = self._new(v)
                 return f"matmul_rows({a[0]}, {a[1]}, {out})"
             if v.args[0].ndim > 2 or v.args[1].ndim > 2:
                 raise NotWhole(f"matmul of shapes {v.args[0].shape} and {v.args[1].shape}")
             if v.args[0].ndim == 2 and v.args[1].ndim == 2:  # one BLAS gemm call, written inline
                 self.forms["matmul_into"] = matmul_into
                 if out is None:
-                    out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}), _DT)"
+                    out = self._new(v)
                 return f"matmul_into({a[0]}, {a[1]}, {out})"
             return f"np.dot({a[0]}, {a[1]}, {out})" if out is not None and v.ndim == 2 else f"np.dot({a[0]}, {a[1]})"
         if op.ufunc is not None:
@@ -106,6 +106,11 @@ class _Expressions(Expressions):
         kw = [f"{k}={val!r}" for k, val in v.attrs if isinstance(val, (int, float))]
         return f"{fn.__name__}({', '.join([self.ref(x) for x in v.args] + kw)})"
 
+    def _new(self, v) -> str:
+        """A new array for value ``v`` (:func:`.numba_forms.new_array`: ``np.empty`` without compiling NumPy's)."""
+        self.forms["new_array"] = new_array
+        return f"new_array(({', '.join(self.dim(d) for d in v.shape)},), _DT)"
+
     def _scatter(self, v, out):
         """``g`` placed at a basic key of a new array of zeros (the gradient of a slice): a small njit
         function per key, cached by its source as the kernels are."""
@@ -117,7 +122,7 @@ class _Expressions(Expressions):
                         python=False)
         self.used[kernel.name] = kernel
         if out is None:
-            out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}{',' if v.ndim == 1 else ''}), _DT)"
+            out = self._new(v)
         return f"{kernel.name}({self.ref(g)}, {out})"
 
     def _kernel_call(self, kernel, v, out):
@@ -131,7 +136,7 @@ class _Expressions(Expressions):
             self.used[kernel.name] = kernel
             return f"{kernel.name}({', '.join(args)})"
         if out is None:
-            out = f"np.empty(({', '.join(self.dim(d) for d in v.shape)}{',' if v.ndim == 1 else ''}), _DT)"
+            out = self._new(v)
         kernel, args = kernel.call(args, out)  # written over an input: the variant reading it from out
         self.used[kernel.name] = kernel
         return f"{kernel.name}({', '.join(args)})"
