@@ -131,6 +131,34 @@ def test_numba_step_fuses_the_update_and_keeps_the_numpy_names():
     assert step.jit_seconds > 0
 
 
+@pytest.mark.parametrize("opt_name,whole", [("Adam", True), ("Adam", False), ("SGD", True)])
+def test_numba_optimizer_state_is_updated_in_its_params_kernel(opt_name, whole):
+    """A new optimizer state read only by its param's update (Adam's m and v, a momentum) is computed in
+    that update's loop and written into the state's array there: one kernel call per param, no call of
+    its own, and the states after a few steps equal the NumPy backend's."""
+    opt = lambda: sg.optim.Adam(lr=0.01) if opt_name == "Adam" else sg.optim.SGD(lr=0.05, momentum=0.9)  # noqa: E731
+    rng = np.random.default_rng(1)
+    xs, ys = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    got = {}
+    for backend in ("numpy", "numba"):
+        model, X, Y, loss = _mlp()
+        kw = {"whole": whole} if backend == "numba" else {}
+        step = sg.compile_step(loss, opt(), inputs=[X, Y], backend=backend, **kw)
+        for _ in range(3):
+            step(xs, ys)
+        got[backend] = ([a.copy() for a in step._state_list], [p.value.copy() for p in model.parameters()], step)
+    (s0, p0, _), (s1, p1, step) = got["numpy"], got["numba"]
+    assert len(s1) == len(s0) == (8 if opt_name == "Adam" else 4)
+    for a, b in zip(s1 + p1, s0 + p0):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert step.whole == whole
+    state = "adam_m_" if opt_name == "Adam" else "sgd_b_"
+    for name in ("seq_0_W", "seq_0_b", "seq_2_W", "seq_2_b"):  # the state is no kernel's result, only an input
+        assert not re.search(rf"\n +{state}{name} = _nk_", step.source), step.source
+        assert re.search(rf"\n +{name} = _nk_\w+\({state}{name}\b", step.source), step.source
+    assert "also writes x0, x3" in step.source if opt_name == "Adam" else "also writes x0" in step.source
+
+
 def test_numba_kernels_are_cached_on_disk_by_source_hash(tmp_path, monkeypatch):
     import os
     from symgrad.backends import numba_kernels

@@ -74,8 +74,7 @@ def build(fname: str, program: Program, state_arrays: Sequence = (), rng=None) -
     fn, path = _load(driver, fname, ns)
     parts = [driver]
     for k in seen.values():
-        parts.append(f"# ---- {k.name}: {', '.join(dict.fromkeys(k.ops))} (numba.njit, error_model='numpy')\n"
-                     + k.source)
+        parts.append(k.header() + k.source)
     return fn, "\n\n".join(parts), path, list(seen.values())
 
 

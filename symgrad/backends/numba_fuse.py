@@ -11,6 +11,11 @@ has that value's shape (no work is repeated), and nothing else reads it (no outp
 reader).  Groups of fewer than ``min_ops`` ops stay NumPy calls (a lone ``np.add`` is as fast as a loop,
 and every kernel costs a Numba compile), unless they call ``exp``, ``tanh`` or σ, whose loops here are
 vectorised and NumPy's float64 ones are not on most CPUs (:mod:`.numba_scalar`).
+
+A new optimizer state that only its param's update reads (Adam's m and v, SGD's momentum) joins that
+update's group: the kernel computes it at each point, writes it into the state's own array (an input of
+the kernel; its source says ``also writes x0, x3``) and uses it for the param, so a param's whole update is
+one loop and one compiled kernel instead of three.
 """
 from __future__ import annotations
 
@@ -43,6 +48,12 @@ class Kernel:
     scalar_out: bool = False  #: a full reduction, returned as a float
     python: bool = True  #: callable from Python (else only from other compiled code)
     variants: dict = dataclasses.field(default_factory=dict)  #: input index -> :meth:`aliased` kernel
+    writes: tuple = ()  #: indices of the inputs it also writes (optimizer states updated in its loop)
+
+    def header(self) -> str:
+        """The line that opens its source in ``.source``."""
+        also = f"; also writes {', '.join(f'x{k}' for k in self.writes)}" if self.writes else ""
+        return f"# ---- {self.name}: {', '.join(dict.fromkeys(self.ops))}{also} (numba.njit, error_model='numpy')\n"
 
     def aliased(self, k: int) -> "Kernel":
         """This kernel for a call that writes its result over its input ``k``: that input is read
@@ -56,8 +67,9 @@ class Kernel:
             lines[d] = re.sub(rf"\bx{k}, ", "", lines[d], count=1)
             source = re.sub(rf"\bx{k}\b", "out", "\n".join(lines))
             fn = load_kernel(source, python=self.python)
+            writes = tuple(w - (w > k) for w in self.writes)
             got = self.variants[k] = Kernel(source, fn, f"_nk_{digest(source)[:10]}", self.ops, self.op,
-                                            python=self.python)
+                                            python=self.python, writes=writes)
         return got
 
     def call(self, args: list[str], out: str) -> tuple["Kernel", list[str]]:
@@ -153,16 +165,21 @@ class Fuser:
             return (self._elementwise(a) and tuple(a.shape) == tuple(shape) and id(a) not in external
                     and readers.get(id(a)) == {id(into)})
 
-        absorbed: set[int] = set()
-        replaced: dict[int, Value] = {}
-        for v in reversed(order):
-            if id(v) in absorbed or v.role != "op":
-                continue
-            red = _reduce_spec(v)
-            if red is None and not self._elementwise(v):
-                continue
-            loop_shape = tuple(v.args[0].shape) if red is not None else tuple(v.shape)
+        # a new optimizer state (Adam's m and v, a momentum) read only by its param's update is computed in
+        # that update's loop and written into the state's array there: one kernel, one pass, per param
+        stored = [id(sv) for _, sv in p.store_vals]
+        state_of = {id(sv): leaf for leaf, sv in p.store_vals
+                    if leaf.role == "state" and stored.count(id(sv)) == 1 and tuple(leaf.shape) == tuple(sv.shape)}
+        other_roots = {id(u) for u in list(p.out_vals) + list(p.barrier_vals)}
+
+        def mergeable(a: Value, into: Value, shape: tuple) -> bool:
+            return (id(a) in state_of and id(a) not in other_roots and id(state_of[id(a)]) not in other_roots
+                    and self._elementwise(a) and tuple(a.shape) == tuple(shape)
+                    and readers.get(id(a)) == {id(into)})
+
+        def collect(v: Value, red, loop_shape: tuple, merge: bool) -> tuple[list[Value], dict]:
             members: list[Value] = []  # the group's values, readers before what they read
+            writes: dict[int, Value] = {}  # id of a member -> the state leaf it is written into
             stack = [v]
             while stack:
                 u = stack.pop()
@@ -170,18 +187,41 @@ class Fuser:
                     continue
                 members.append(u)
                 for a in (u.args[:1] if (red is not None and u is v) else u.args):
-                    if inlinable(a, u, loop_shape) and not any(m is a for m in members):
+                    if any(m is a for m in members):
+                        continue
+                    if inlinable(a, u, loop_shape):
                         stack.append(a)
+                    elif merge and red is None and mergeable(a, u, loop_shape):
+                        writes[id(a)] = state_of[id(a)]
+                        stack.append(a)
+            inside = {id(m) for m in members}
+            if any(not readers.get(id(leaf), set()) <= inside for leaf in writes.values()):
+                return collect(v, red, loop_shape, False)  # the old state is read elsewhere too
+            return members, writes
+
+        absorbed: set[int] = set()
+        replaced: dict[int, Value] = {}
+        merged: set[int] = set()
+        for v in reversed(order):
+            if id(v) in absorbed or v.role != "op":
+                continue
+            red = _reduce_spec(v)
+            if red is None and not self._elementwise(v):
+                continue
+            loop_shape = tuple(v.args[0].shape) if red is not None else tuple(v.shape)
+            members, writes = collect(v, red, loop_shape, True)
             if red is not None and len(members) < 2 and not self.whole:
                 continue  # a lone reduction stays np.sum
             if len(members) < self.min_ops and not any(self._vector(m) for m in members):
                 continue
-            new = self._kernel_value(v, members, red, loop_shape)
+            new = self._kernel_value(v, members, red, loop_shape, writes)
             for m in members:
                 absorbed.add(id(m))
+            merged.update(writes)
             replaced[id(v)] = new
         if not replaced:
             return []
+        p.store_vals = [(leaf, sv) for leaf, sv in p.store_vals if id(sv) not in merged]  # stored by the kernel
         for v in order:
             if id(v) not in absorbed:
                 v.args = tuple(replaced.get(id(a), a) for a in v.args)
@@ -194,8 +234,11 @@ class Fuser:
         p.val = {n: sub(v) for n, v in p.val.items()}
         return self.kernels
 
-    def _kernel_value(self, root: Value, members: list[Value], red, loop_shape: tuple) -> Value:
-        """The kernel computing ``members`` (``root`` first) and the value that calls it."""
+    def _kernel_value(self, root: Value, members: list[Value], red, loop_shape: tuple,
+                      writes: dict | None = None) -> Value:
+        """The kernel computing ``members`` (``root`` first) and the value that calls it; ``writes``: id of a
+        member -> the state leaf (an input of the kernel) its value is written into, at each point."""
+        writes = writes or {}
         inside = {id(m) for m in members}
         ordered: list[Value] = []  # every member after the members it reads
         done: set[int] = set()
@@ -215,6 +258,9 @@ class Fuser:
             for a in u.args:
                 if id(a) not in inside and not (a.role == "const" and a.ndim == 0) and not any(q is a for q in params):
                     params.append(a)
+        for leaf in writes.values():  # a state written without its old value being read
+            if not any(q is leaf for q in params):
+                params.append(leaf)
         # flat: every array input has the loop's shape, so the kernel loops over 1-D arrays (one kernel, one
         # Numba compile, for every rank); else a loop nest with each input read at its broadcast index
         flat = self.flat and len(loop_shape) > 1 and all(a.ndim == 0 or tuple(a.shape) == loop_shape for a in params) and (
@@ -244,6 +290,9 @@ class Fuser:
                 temp = f"t{len(body)}"
                 body.append((temp, code))
                 texts[id(u)] = temp
+        for i, leaf in writes.items():
+            k = next(j for j, q in enumerate(params) if q is leaf)
+            body.append((index_text(f"x{k}", index[k]), texts[i]))
         if not result:  # a lone reduction (whole-step functions): the sum of its input
             k = next(i for i, q in enumerate(params) if q is elem_root)
             result = index_text(f"x{k}", index[k])
@@ -270,7 +319,8 @@ class Fuser:
         source = kernel_source(rank, plist, body, result, reduce, dims_from)
         fn = load_kernel(source, python=not self.whole)
         name = f"_nk_{digest(source)[:10]}"
-        kernel = Kernel(source, fn, name, [m.op.name for m in ordered], python=not self.whole)
+        written = tuple(sorted(next(j for j, q in enumerate(params) if q is leaf) for leaf in writes.values()))
+        kernel = Kernel(source, fn, name, [m.op.name for m in ordered], python=not self.whole, writes=written)
         self.kernels.append(kernel)
         scalar_out = red is not None and reduce[2] is None
         # a kernel writes its result in place only when no input is a view (which could overlap the buffer

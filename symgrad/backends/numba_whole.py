@@ -281,8 +281,7 @@ def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=N
     parts = [driver, "# ---- _core (numba.njit, error_model='numpy')\n" + core_src]
     used = list(writer.x.used.values())
     for k in used:
-        parts.append(f"# ---- {k.name}: {', '.join(dict.fromkeys(k.ops))} (numba.njit, error_model='numpy')\n"
-                     + k.source)
+        parts.append(k.header() + k.source)
     return fn, "\n\n".join(parts), path, core, used
 
 
