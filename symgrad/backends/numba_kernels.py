@@ -224,6 +224,11 @@ def _write_once(path: str, source: str) -> None:
             os.unlink(tmp)
 
 
+def kernel_path(source: str, python: bool = True) -> str:
+    """The file a kernel's (or core's) source is written to and loaded from."""
+    return os.path.join(cache_dir(), f"k_{digest(source)}{'' if python else '_core'}.py")
+
+
 def load_kernel(source: str, fname: str = "kernel", python: bool = True):
     """The Numba dispatcher of ``fname`` in ``source``: from this process's cache, else from the
     kernel's file (written once), compiled on first call or loaded from Numba's on-disk cache.
@@ -239,7 +244,7 @@ def load_kernel(source: str, fname: str = "kernel", python: bool = True):
         # its options, so a kernel compiled without its CPython wrapper (called only from a whole step's core)
         # must never be what a call from Python loads
         tag = "" if python else "_core"
-        path = os.path.join(cache_dir(), f"k_{key}{tag}.py")
+        path = kernel_path(source, python)
         _write_once(path, source)
         name = f"symgrad_numba_k_{key}{tag}"
         spec = importlib.util.spec_from_file_location(name, path)
@@ -248,6 +253,7 @@ def load_kernel(source: str, fname: str = "kernel", python: bool = True):
         spec.loader.exec_module(module)
         fn = numba.njit(cache=disk, error_model="numpy", nogil=True, no_cfunc_wrapper=True,
                         no_cpython_wrapper=not python)(getattr(module, fname))
+        fn.symgrad_key = key + tag  # the name its compiles are published under (:mod:`.numba_link`)
         _COMPILED[(key, disk, python)] = fn
         return fn
 
@@ -259,4 +265,5 @@ def loaded(key: str):
     return _COMPILED.get((key, disk, False)) or _COMPILED[(key, not disk, False)]
 
 
-__all__ = ["loaded", "scalar_code", "kernel_source", "index_text", "load_kernel", "cache_dir", "digest"]
+__all__ = ["loaded", "scalar_code", "kernel_source", "index_text", "load_kernel", "kernel_path", "cache_dir",
+           "digest"]

@@ -10,8 +10,9 @@ functions of :mod:`.numba_forms`, Python-scalar arithmetic as itself -- the step
 * the core (``numba.njit``): every op, one line each with the NumPy backend's names and ``# grad of:``
   comments, each group of elementwise ops a call of its fused kernel (a njit function of its own,
   compiled once per process and cached on disk, shared by the values and the steps that compute the
-  same expression), the optimizer update written into the params' and state's own arrays; it
-  returns the outputs.
+  same expression, and called by address: ``_ck2(_nk_…, x, out)``, :mod:`.numba_link`, so LLVM does
+  not compile its code a second time inside the core), the optimizer update written into the params'
+  and state's own arrays; it returns the outputs.
 
 Params, optimizer state and the work buffers the planner keeps between calls are arguments of the
 core (a ``numba.njit`` function treats global arrays as constants).  With ``whole=True``, loops
@@ -36,7 +37,8 @@ from ..codegen.schedule import Program, dims_before
 from ..ops.base import get_op
 from .numba_forms import copy_into, form_for, matmul_into, matmul_rows, new_array
 from .numba_fuse import Kernel, fuse
-from .numba_kernels import digest, load_kernel
+from .numba_kernels import digest, kernel_path, load_kernel
+from .numba_link import prepare_core
 from .numba_scalar import SCALAR_FUNCS
 
 
@@ -123,7 +125,13 @@ class _Expressions(Expressions):
         self.used[kernel.name] = kernel
         if out is None:
             out = self._new(v)
-        return f"{kernel.name}({self.ref(g)}, {out})"
+        return self._call(kernel, [self.ref(g), out])
+
+    def _call(self, kernel, args: list) -> str:
+        """A call of a kernel by address (:mod:`.numba_link`): its code is not compiled into the core again."""
+        self.used[kernel.name] = kernel
+        self.forms[f"_ck{len(args)}"] = len(args)
+        return f"_ck{len(args)}({kernel.name}, {', '.join(args)})"
 
     def _kernel_call(self, kernel, v, out):
         """A call of the kernel (a numba.njit function of its own, compiled once per process and
@@ -133,13 +141,11 @@ class _Expressions(Expressions):
             text = self.ref(x)
             args.append(text if x.ndim > 0 or x.pyscalar else f"float({text})")
         if kernel.scalar_out:
-            self.used[kernel.name] = kernel
-            return f"{kernel.name}({', '.join(args)})"
+            return self._call(kernel, args)
         if out is None:
             out = self._new(v)
         kernel, args = kernel.call(args, out)  # written over an input: the variant reading it from out
-        self.used[kernel.name] = kernel
-        return f"{kernel.name}({', '.join(args)})"
+        return self._call(kernel, args)
 
 
 def _basic_key(key) -> bool:
@@ -219,11 +225,15 @@ class _Writer(FunctionWriter):
         dt = p.np_dtype.__name__
         imports = ["import math", "import numpy as np",
                    "from symgrad.backends.numba_scalar import " + ", ".join(sorted(SCALAR_FUNCS))]
-        if self.forms:
-            imports.append("from symgrad.backends.numba_forms import " + ", ".join(sorted(self.forms)))
+        forms = sorted(f for f in self.forms if not f.startswith("_ck"))
+        calls = sorted(self.forms[f] for f in self.forms if f.startswith("_ck"))
+        if forms:
+            imports.append("from symgrad.backends.numba_forms import " + ", ".join(forms))
         if self.x.used:
             imports.append("from symgrad.backends.numba_kernels import loaded")
+            imports.append("from symgrad.backends.numba_link import kernel_call")
         kernel_lines = [f"{name} = loaded({digest(k.source)!r})" for name, k in sorted(self.x.used.items())]
+        kernel_lines += [f"_ck{n} = kernel_call({n})  # _ck{n}(kernel, x0, …): a call of its code by address" for n in calls]
         core = "\n".join(imports + ["", f"_DT = np.dtype(np.{dt})", "_f64 = np.float64", f"_sc = np.{dt}"] + kernel_lines + ["", "",
                                     f"def core({', '.join(core_args)}):"] + core_lines + [f"    return {ret}", ""])
         res = []
@@ -270,6 +280,8 @@ def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=N
         raise NotWhole("a param held in another dtype")
     writer = _Writer(program, state_arrays, rng, kernels)
     driver, core_src, _ = writer.sources()
+    used = list(writer.x.used.values())
+    prepare_core(kernel_path(core_src), [k.fn for k in used])  # the names a cached core calls its kernels by
     core = load_kernel(core_src, "core")
     ns = {k: v for k, v in writer.g.table.items()}
     ns.update(_runtime_globals(program.np_dtype))
@@ -279,7 +291,6 @@ def build_whole(fname: str, program: Program, state_arrays: Sequence = (), rng=N
     ns["__name__"] = f"symgrad_generated_numba_{fname}"
     fn, path = _load(driver, fname, ns)
     parts = [driver, "# ---- _core (numba.njit, error_model='numpy')\n" + core_src]
-    used = list(writer.x.used.values())
     for k in used:
         parts.append(k.header() + k.source)
     return fn, "\n\n".join(parts), path, core, used
