@@ -55,7 +55,7 @@ def matmul_into(typingctx, a, b, out):
                 return matmul_into(np.ascontiguousarray(x), np.ascontiguousarray(y), o)
         else:  # a result that is not C-ordered: computed apart, then copied in
             def impl(x, y, o):
-                res = np.empty((x.shape[0], y.shape[1]), o.dtype)
+                res = new_array((x.shape[0], y.shape[1]), o.dtype)
                 o[...] = matmul_into(np.ascontiguousarray(x), np.ascontiguousarray(y), res)
                 return o
 
@@ -148,7 +148,7 @@ def contract_lead(a, b):
     p, q = a.shape[-1], b.shape[-1]
     a2 = np.ascontiguousarray(a).reshape((-1, p))
     b2 = np.ascontiguousarray(b).reshape((-1, q))
-    return matmul_into(a2.T, b2, np.empty((p, q), a.dtype))
+    return matmul_into(a2.T, b2, new_array((p, q), a.dtype))
 
 
 @numba.njit(**_OPTS)
@@ -174,7 +174,7 @@ def _row_max(x, i):
 def log_softmax(x, axis=1):
     """x − max − log Σ exp(x − max) along the rows of a matrix (``axis`` is 1 or −1)."""
     n, k = x.shape
-    out = np.empty_like(x)
+    out = new_array(x.shape, x.dtype)
     for i in range(n):
         m = _row_max(x, i)
         s = 0.0
@@ -190,7 +190,7 @@ def log_softmax(x, axis=1):
 def softmax(x, axis=1):
     """exp(x − max) / Σ exp(x − max) along the rows of a matrix (``axis`` is 1 or −1)."""
     n, k = x.shape
-    out = np.empty_like(x)
+    out = new_array(x.shape, x.dtype)
     for i in range(n):
         m = _row_max(x, i)
         s = 0.0
@@ -207,7 +207,7 @@ def softmax(x, axis=1):
 def pick(x, y):
     """``x[i, y[i]]`` for each row i."""
     n = x.shape[0]
-    out = np.empty(n, x.dtype)
+    out = new_array((n,), x.dtype)
     for i in range(n):
         out[i] = x[i, y[i]]
     return out
@@ -217,7 +217,7 @@ def pick(x, y):
 def xent_grad(log_probs, y, scale):
     """``scale · (one_hot(y) − exp(log_probs))`` for a matrix of log-probabilities."""
     n, k = log_probs.shape
-    out = np.empty_like(log_probs)
+    out = new_array(log_probs.shape, log_probs.dtype)
     for i in range(n):
         for j in range(k):
             p = math.exp(log_probs[i, j])
