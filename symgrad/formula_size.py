@@ -52,8 +52,10 @@ ROWS = (("closed_form", "closed form (leaves only)", "ops"),
         ("sympy_diff", "sympy.diff of the forward closed form", "ops"))
 
 
-class OverBudget(Exception):
-    """Internal: a measurement ran past its time or size budget."""
+class OverBudget(BaseException):
+    """Internal: a measurement ran past its time or size budget.  A BaseException, as KeyboardInterrupt:
+    the alarm can go off inside code with an ``except Exception`` (a formula builder trying one form and
+    falling back to another), which would swallow it and let the measurement run on without a limit."""
 
 
 @contextlib.contextmanager

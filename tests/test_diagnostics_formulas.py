@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sympy
 
 import symgrad as sg
@@ -127,3 +128,20 @@ def test_cli_grad_stats(capsys):
                      "backward graph": f"{want['graph_ops']} op nodes",
                      "sympy.diff of the forward closed form": f"{want['sympy_diff']} ops"}
     assert want["graph_ops"] == sum(1 for n in sg.Graph(sg.grad(f, w)).order if not n.is_leaf)
+
+
+def test_the_time_budget_goes_through_code_that_catches_every_exception():
+    """The alarm can go off inside a formula builder's ``except Exception`` fallback; had it been
+    swallowed there, the measurement would run on without a limit (it hung a test run for minutes)."""
+    import time
+    from symgrad.formula_size import OverBudget, time_limit
+    swallowed = False
+    with pytest.raises(OverBudget):
+        with time_limit(0.05):
+            try:
+                start = time.perf_counter()
+                while time.perf_counter() - start < 3.0:
+                    pass
+            except Exception:  # noqa: BLE001  what a fallback in the formula code does
+                swallowed = True
+    assert not swallowed
