@@ -11,7 +11,8 @@ Columns: hand-written NumPy (ms), then each symgrad backend (``numpy``, ``numba`
 ``backend="jax"`` works here, and ``jax-dev``: the JAX backend with ``sync=False``) and PyTorch / JAX written natively where they are installed, as ratios
 to NumPy (lower is faster); then a table of compile times: the NumPy backend's, and for Numba and JAX
 ``cold`` (first ``sg.compile_step`` + first step of the row in a fresh process, with empty on-disk
-caches: code generation, Numba compiling its kernels and whole-step core, XLA compiling the step),
+caches: code generation, Numba compiling its kernels and whole-step core, XLA compiling the step; the
+median of ``--cold-runs`` such processes),
 ``cached`` (the same again in a fresh process that finds them in ``$SYMGRAD_CACHE``) and ``import``
 (importing Numba / JAX, timed before both).  Step times are medians of interleaved rounds of the
 process's CPU time.
@@ -250,6 +251,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: small nets, 2 rounds")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--cold-runs", type=int, default=3,
+                    help="fresh processes with empty caches per row for the cold compile times (median; default 3)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     _set_threads(args.threads)
@@ -271,9 +274,20 @@ def main(argv=None) -> int:
             reps = 1 if args.quick else (200 if "tiny" in label else 20 if kind == "mlp" else 3)
             spec = {"kind": kind, "args": list(rargs), "dtype": dtype, "backends": backends,
                     "frameworks": frameworks, "threads": args.threads, "rounds": rounds, "reps": reps}
+            compile_only = dict(spec, backends=["numba", "jax"], frameworks=[], rounds=1, reps=1)
             with tempfile.TemporaryDirectory(prefix="symgrad-bench-cache-") as cache:
                 res = _run_worker(spec, cache)  # cold: empty kernel and XLA caches
-                warm = _run_worker(dict(spec, backends=["numba", "jax"], frameworks=[], rounds=1, reps=1), cache)
+                warm = _run_worker(compile_only, cache)
+            colds = [res["compile"]]
+            for _ in range(1, 1 if args.quick else max(1, args.cold_runs)):  # more cold samples: compile times vary
+                with tempfile.TemporaryDirectory(prefix="symgrad-bench-cache-") as cache:
+                    colds.append(_run_worker(compile_only, cache)["compile"])
+            res["cold_range"] = {}
+            for b in ("numba", "jax"):
+                got = sorted(c[b] for c in colds if c.get(b) is not None)
+                if got:
+                    res["compile"][b] = statistics.median(got)
+                    res["cold_range"][b] = (got[0], got[-1], len(got))
             t = res["times"]
             line = f"{label:28} {dtype:7} {t['numpy'] * 1e3:9.3f} "
             line += " ".join(f"{t[c] / t['numpy']:10.2f}" if c in t else f"{'-':>10}" for c in cols)
@@ -293,7 +307,13 @@ def main(argv=None) -> int:
             v = (warm if what == "warm" else res)["compile" if what != "import" else "import"].get(backend)
             vals.append(f"{v:10.2f}" if v is not None else f"{'-':>10}")
         print(f"{label:28} {dtype:7} " + " ".join(vals))
-    print("cold: empty kernel cache ($SYMGRAD_CACHE: Numba's kernels and core, JAX's compilation cache); cached: the")
+    for label, dtype, res, warm in compiles:
+        ranges = [f"{b} {lo:.2f}-{hi:.2f} ({n} runs)" for b, (lo, hi, n) in res["cold_range"].items() if n > 1]
+        if ranges:
+            print(f"  cold range, {label} {dtype}: " + "; ".join(ranges))
+    print("cold: the median of --cold-runs fresh processes with an empty kernel cache ($SYMGRAD_CACHE: Numba's kernels")
+    print("and core, JAX's compilation cache); symgrad's own Numba forms (softmax, cross-entropy) are cached beside the")
+    print("package, once per installation and dtype (about 1 s more in the first run after installing); cached: the")
     print("same in a fresh process that finds them on disk; import: importing numba / jax and the backend's modules")
     print("(and JAX's first array), timed before the compiles.  JAX caches compiles that took over 1 s")
     print("(jax_persistent_cache_min_compile_time_secs).")
