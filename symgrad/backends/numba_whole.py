@@ -38,7 +38,7 @@ from ..ops.base import get_op
 from .numba_forms import copy_into, form_for, matmul_into, matmul_rows, new_array
 from .numba_fuse import Kernel, fuse
 from .numba_kernels import digest, kernel_path, load_kernel
-from .numba_link import prepare_core
+from .numba_link import kernel_call, prepare_core
 from .numba_scalar import SCALAR_FUNCS
 
 
@@ -130,7 +130,7 @@ class _Expressions(Expressions):
     def _call(self, kernel, args: list) -> str:
         """A call of a kernel by address (:mod:`.numba_link`): its code is not compiled into the core again."""
         self.used[kernel.name] = kernel
-        self.forms[f"_ck{len(args)}"] = len(args)
+        self.forms[f"_ck{len(args)}"] = kernel_call(len(args))
         return f"_ck{len(args)}({kernel.name}, {', '.join(args)})"
 
     def _kernel_call(self, kernel, v, out):
@@ -226,7 +226,7 @@ class _Writer(FunctionWriter):
         imports = ["import math", "import numpy as np",
                    "from symgrad.backends.numba_scalar import " + ", ".join(sorted(SCALAR_FUNCS))]
         forms = sorted(f for f in self.forms if not f.startswith("_ck"))
-        calls = sorted(self.forms[f] for f in self.forms if f.startswith("_ck"))
+        calls = sorted(int(f[3:]) for f in self.forms if f.startswith("_ck"))  # the kernel_call intrinsics
         if forms:
             imports.append("from symgrad.backends.numba_forms import " + ", ".join(forms))
         if self.x.used:
