@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 from ..codegen.ir import Value
@@ -161,21 +162,22 @@ class Fuser:
                 readers.setdefault(id(a), set()).add(id(v))
         external = {id(v) for v in roots}
 
+        def fits(a: Value, into: Value, shape: tuple) -> bool:  # computable at each point of into's loop
+            return self._elementwise(a) and tuple(a.shape) == tuple(shape) and readers.get(id(a)) == {id(into)}
+
         def inlinable(a: Value, into: Value, shape: tuple) -> bool:
-            return (self._elementwise(a) and tuple(a.shape) == tuple(shape) and id(a) not in external
-                    and readers.get(id(a)) == {id(into)})
+            return fits(a, into, shape) and id(a) not in external
 
         # a new optimizer state (Adam's m and v, a momentum) read only by its param's update is computed in
         # that update's loop and written into the state's array there: one kernel, one pass, per param
-        stored = [id(sv) for _, sv in p.store_vals]
+        stored = Counter(id(sv) for _, sv in p.store_vals)
         state_of = {id(sv): leaf for leaf, sv in p.store_vals
-                    if leaf.role == "state" and stored.count(id(sv)) == 1 and tuple(leaf.shape) == tuple(sv.shape)}
+                    if leaf.role == "state" and stored[id(sv)] == 1 and tuple(leaf.shape) == tuple(sv.shape)}
         other_roots = {id(u) for u in list(p.out_vals) + list(p.barrier_vals)}
 
         def mergeable(a: Value, into: Value, shape: tuple) -> bool:
             return (id(a) in state_of and id(a) not in other_roots and id(state_of[id(a)]) not in other_roots
-                    and self._elementwise(a) and tuple(a.shape) == tuple(shape)
-                    and readers.get(id(a)) == {id(into)})
+                    and fits(a, into, shape))
 
         def collect(v: Value, red, loop_shape: tuple, merge: bool) -> tuple[list[Value], dict]:
             members: list[Value] = []  # the group's values, readers before what they read

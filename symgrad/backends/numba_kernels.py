@@ -210,14 +210,15 @@ def digest(source: str) -> str:
     return hashlib.sha256(_HELPERS + source.encode("utf-8")).hexdigest()[:20]
 
 
-def _write_once(path: str, source: str) -> None:
-    """Write ``source`` to ``path`` atomically unless it is there already (its mtime is Numba's cache key)."""
+def _write_once(path: str, data: str | bytes) -> None:
+    """Write ``data`` (source text, or bytes) to ``path`` atomically unless it is there already (a kernel
+    file's mtime is Numba's cache key)."""
     if os.path.exists(path):
         return
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".py")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -28,7 +28,6 @@ import glob
 import hashlib
 import os
 import pickle
-import tempfile
 import threading
 
 from numba.core import cgutils
@@ -75,19 +74,10 @@ def publish(disp, key: str, argtypes: tuple):
 
 def _record(key: str, argtypes: tuple, name: str) -> None:
     """Write ``argtypes`` to the kernel's record (once, atomically), for later processes' :func:`prepare_core`."""
+    from .numba_kernels import _write_once
     folder = _sig_dir(key)
-    path = os.path.join(folder, name + ".pkl")
-    if os.path.exists(path):
-        return
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(argtypes, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_once(os.path.join(folder, name + ".pkl"), pickle.dumps(argtypes))
 
 
 def _typer(typingctx, disp, *args):
